@@ -205,6 +205,20 @@ class SpscConsumer {
     return n;
   }
 
+  // Zero-copy read access: sets `first` and `second` to the (at most two)
+  // contiguous runs of waiting records, oldest first, and returns their total.
+  // The memory stays valid until consume(); the producer may not be trusted,
+  // so treat the bytes as opaque data (copy them once, e.g. into lwIP).
+  Result<uint32_t> readable(std::span<T>& first, std::span<T>& second) const {
+    uint32_t avail = c_->head.load(std::memory_order_acquire) - tail_;
+    if (avail > capacity_) return corrupt();
+    uint32_t at = tail_ & mask_;
+    uint32_t run = avail < capacity_ - at ? avail : capacity_ - at;
+    first = std::span<T>(slots_ + at, run);
+    second = std::span<T>(slots_, avail - run);
+    return avail;
+  }
+
   // Releases the n oldest records (after peek). EPROTO if fewer are waiting
   // or the producer's index is corrupt.
   Result<void> consume(uint32_t n) {

@@ -1,0 +1,132 @@
+// SessionRegion: one app's shared memory with the stack — a status block and
+// a send ring and a receive ring per socket slot, plus a notification ring.
+// Created by the stack (the owner), attached by libmknet in the app. No other
+// app can map it: the memfd travels only over that app's control connection.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "ipc/result.h"
+#include "ipc/shm_region.h"
+#include "ipc/spsc_ring.h"
+
+namespace mknet::ipc {
+
+inline constexpr uint32_t kSessionContentVersion = 1;
+
+struct SessionConfig {
+  uint32_t maxSockets = 256;        // socket slots per app
+  uint32_t ringBytes = 256 * 1024;  // each direction, per socket; power of two
+  uint32_t notifyCapacity = 1024;   // app -> stack notifications; power of two
+};
+
+// What a slot is. Written by the stack only.
+enum class SlotState : uint32_t {
+  kFree = 0,       // not in use (the app must not touch its rings)
+  kTcp = 1,        // TCP, not yet listening or connected
+  kTcpListen = 2,  // listener: its rx ring carries AcceptRecords
+  kTcpConnecting = 3,
+  kTcpConnected = 4,
+  kTcpClosed = 5,  // was connected; the connection is gone (see events/error)
+  kUdp = 6,        // rx and tx rings carry DatagramHeader + payload records
+};
+
+// Event bits, set by the stack, never cleared (a socket's history only grows).
+inline constexpr uint32_t kEvRxEof = 1u << 0;    // peer sent FIN: after the rx ring drains, recv() == 0
+inline constexpr uint32_t kEvReset = 1u << 1;    // connection reset/aborted: `error` says why
+inline constexpr uint32_t kEvTxShut = 1u << 2;   // we sent FIN (shutdown(SHUT_WR) or close)
+inline constexpr uint32_t kEvConnected = 1u << 3;
+inline constexpr uint32_t kEvError = 1u << 4;    // `error` holds a pending errno (SO_ERROR)
+
+// Per-slot status. Written by the stack only; the app copies what it reads.
+struct alignas(kCacheLine) SlotStatus {
+  std::atomic<uint32_t> state;       // SlotState
+  std::atomic<uint32_t> events;      // kEv* bits
+  std::atomic<int32_t> error;        // errno for kEvError / kEvReset (ECONNREFUSED, ECONNRESET, ...)
+  std::atomic<uint32_t> generation;  // bumped each time the slot is (re)opened
+  std::atomic<uint32_t> localIp;     // host byte order, valid once bound/connected
+  std::atomic<uint32_t> peerIp;
+  std::atomic<uint32_t> localPort;   // low 16 bits
+  std::atomic<uint32_t> peerPort;
+};
+
+// Per-slot flags written by the app only (notification coalescing). The
+// stack reads them but trusts nothing else about them.
+struct alignas(kCacheLine) SlotAppFlags {
+  // App: exchange(1) after writing the tx ring or reading the rx ring; if it
+  // was 0, push a Notify. Stack: store(0) before it looks at the rings, so no
+  // notification is lost.
+  std::atomic<uint32_t> notifyPending;
+};
+
+// App -> stack: "look at this slot's rings" (new tx bytes, rx space freed).
+struct Notify {
+  uint32_t slot;
+  uint32_t generation;  // the slot's generation as the app knows it
+};
+
+// Listener rx ring records: one per accepted connection, already given its
+// own slot by the stack.
+struct AcceptRecord {
+  uint32_t slot;
+  uint32_t generation;
+};
+
+// UDP ring records: a header, then `length` payload bytes. The producer writes
+// a whole record or none; the consumer takes a record only once all of it is
+// in the ring.
+struct DatagramHeader {
+  uint32_t length;  // payload bytes, <= kMaxDatagram
+  uint32_t ip;      // peer (source on rx, destination on tx), host order
+  uint32_t port;    // low 16 bits
+  uint32_t reserved;
+};
+inline constexpr uint32_t kMaxDatagram = 65507;
+
+// Header at the front of the session area. Who writes what is on each field.
+struct alignas(kCacheLine) SessionHeader {
+  // App: set before it sleeps on the toApp doorbell, after which it re-checks
+  // its condition. Stack: exchange(0) after posting anything; ring if it was 1.
+  std::atomic<uint32_t> appSleeping;
+  // Stack: bumped after every post (data, status change). Lets an app thread
+  // see that something changed while it was deciding to sleep.
+  std::atomic<uint32_t> stackEpoch;
+  // Stack: set to 1 when the stack closes the session (bad behaviour, shutdown).
+  std::atomic<uint32_t> closed;
+};
+
+// The views both sides build over the region. Validated once at attach.
+class SessionRegion {
+ public:
+  static Result<SessionRegion> create(const SessionConfig& config);
+  static Result<SessionRegion> attach(UniqueFd fd, const SessionConfig& config);
+
+  const SessionConfig& config() const { return config_; }
+  ShmRegion& region() { return region_; }
+  SessionHeader* header() const { return header_; }
+  SlotStatus* status(uint32_t slot) const { return &status_[slot]; }
+  SlotAppFlags* appFlags(uint32_t slot) const { return &appFlags_[slot]; }
+  RingControl* rxRing(uint32_t slot) const { return rx_[slot]; }  // stack -> app bytes
+  RingControl* txRing(uint32_t slot) const { return tx_[slot]; }  // app -> stack bytes
+  RingControl* notifyRing() const { return notify_; }
+
+  // Stack only, while the app cannot be using the slot: empties its rings and
+  // flags before the slot is handed out again.
+  void resetSlot(uint32_t slot);
+
+ private:
+  SessionRegion(ShmRegion region, SessionConfig config) : region_(std::move(region)), config_(config) {}
+  Result<void> locate(bool create);
+
+  ShmRegion region_;
+  SessionConfig config_;
+  SessionHeader* header_ = nullptr;
+  SlotStatus* status_ = nullptr;
+  SlotAppFlags* appFlags_ = nullptr;
+  std::vector<RingControl*> rx_, tx_;
+  RingControl* notify_ = nullptr;
+};
+
+}  // namespace mknet::ipc

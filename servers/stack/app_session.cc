@@ -1,0 +1,319 @@
+#include "servers/stack/app_session.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace mknet::stack {
+
+void SessionRegistry::remove(AppSession* s) {
+  sessions_.erase(std::remove(sessions_.begin(), sessions_.end(), s), sessions_.end());
+}
+
+AppSession::AppSession(SessionRegistry& registry, Engine& engine, ipc::SessionRegion region,
+                       ipc::Doorbell toApp, uint32_t pid, std::string name)
+    : registry_(registry), engine_(engine), region_(std::move(region)), toApp_(std::move(toApp)), pid_(pid),
+      name_(std::move(name)),
+      notify_(region_.notifyRing(), region_.config().notifyCapacity),
+      sockets_(region_.config().maxSockets), use_(region_.config().maxSockets, SlotUse::kFree) {
+  for (uint32_t i = region_.config().maxSockets; i > 0; --i) freeSlots_.push_back(i - 1);
+  registry_.add(this);
+  ++registry_.opened;
+  spdlog::info("session opened: {} (pid {})", name_, pid_);
+}
+
+AppSession::~AppSession() {
+  // The app is gone (or dropped its session): reset its connections so the
+  // peers learn at once, then release everything.
+  uint32_t aborted = 0;
+  for (auto& s : sockets_) {
+    if (s) {
+      s->abort();
+      s.reset();
+      ++aborted;
+    }
+  }
+  region_.header()->closed.store(1, std::memory_order_release);
+  registry_.remove(this);
+  ++registry_.closed;
+  spdlog::info("session closed: {} (pid {}), {} sockets aborted", name_, pid_, aborted);
+}
+
+SlotMemory AppSession::memoryOf(uint32_t slot) {
+  return SlotMemory{slot, region_.status(slot), region_.appFlags(slot), region_.rxRing(slot),
+                    region_.txRing(slot), region_.config().ringBytes};
+}
+
+std::optional<SlotMemory> AppSession::allocateSlot() {
+  if (freeSlots_.empty()) return std::nullopt;
+  uint32_t slot = freeSlots_.back();
+  freeSlots_.pop_back();
+  region_.resetSlot(slot);
+  region_.status(slot)->generation.fetch_add(1, std::memory_order_relaxed);
+  use_[slot] = SlotUse::kOpen;
+  ++openSockets_;
+  return memoryOf(slot);
+}
+
+void AppSession::adopt(std::unique_ptr<EngineSocket> socket) {
+  uint32_t slot = socket->slot();
+  sockets_[slot] = std::move(socket);
+}
+
+void AppSession::freeSlot(uint32_t slot) {
+  sockets_[slot].reset();
+  if (use_[slot] == SlotUse::kClosing) --closing_;
+  if (use_[slot] != SlotUse::kFree) --openSockets_;
+  use_[slot] = SlotUse::kFree;
+  region_.status(slot)->state.store(static_cast<uint32_t>(ipc::SlotState::kFree), std::memory_order_release);
+  freeSlots_.push_back(slot);
+}
+
+EngineSocket* AppSession::open(uint32_t id) {
+  if (id >= use_.size() || use_[id] != SlotUse::kOpen) return nullptr;
+  return sockets_[id].get();
+}
+
+uint32_t AppSession::poll(uint32_t budget) {
+  uint32_t work = 0;
+  if (!broken_) {
+    std::array<ipc::Notify, 64> burst;
+    while (work < budget) {
+      auto got = notify_.pop(burst);
+      if (!got) {
+        // The app broke its own ring: it loses its session's data plane.
+        ++counters_.corruptRings;
+        broken_ = true;
+        spdlog::warn("session {} (pid {}): corrupt notify ring; closing its data plane", name_, pid_);
+        region_.header()->closed.store(1, std::memory_order_release);
+        break;
+      }
+      if (*got == 0) break;
+      work += *got;
+      for (uint32_t k = 0; k < *got; ++k) {
+        const ipc::Notify n = burst[k];  // our copy; validated here
+        if (n.slot >= use_.size() || use_[n.slot] == SlotUse::kFree || !sockets_[n.slot]) {
+          ++counters_.badNotify;
+          continue;
+        }
+        region_.appFlags(n.slot)->notifyPending.store(0, std::memory_order_seq_cst);
+        sockets_[n.slot]->pump();
+      }
+    }
+  }
+  if (closing_ != 0) {
+    for (uint32_t i = 0; i < use_.size(); ++i) {
+      if (use_[i] == SlotUse::kClosing && sockets_[i]) {
+        sockets_[i]->pump();
+        if (sockets_[i]->finished()) freeSlot(i);
+      }
+    }
+  }
+  return work;
+}
+
+bool AppSession::prepareSleep() { return broken_ || notify_.prepareSleep(); }
+void AppSession::cancelSleep() {
+  if (!broken_) notify_.cancelSleep();
+}
+
+void AppSession::flushWakeup() {
+  if (!posted_) return;
+  posted_ = false;
+  ipc::SessionHeader* h = region_.header();
+  h->stackEpoch.fetch_add(1, std::memory_order_seq_cst);
+  if (h->appSleeping.load(std::memory_order_seq_cst) != 0 && h->appSleeping.exchange(0) != 0) toApp_.ring();
+}
+
+// ------------------------------------------------------------ control plane
+
+kj::Promise<void> AppSession::socket(SocketContext context) {
+  auto type = context.getParams().getType();
+  auto res = context.getResults();
+  auto mem = allocateSlot();
+  if (!mem) {
+    res.setErr(EMFILE);
+    return kj::READY_NOW;
+  }
+  auto s = engine_.openSocket(type == schema::SocketType::TCP ? SocketKind::kTcp : SocketKind::kUdp, *mem, *this);
+  if (!s) {
+    freeSlot(mem->slot);
+    res.setErr(ENOMEM);
+    return kj::READY_NOW;
+  }
+  sockets_[mem->slot] = std::move(s);
+  res.setErr(0);
+  res.setId(mem->slot);
+  res.setSlot(mem->slot);
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AppSession::bind(BindContext context) {
+  auto p = context.getParams();
+  EngineSocket* s = open(p.getId());
+  context.getResults().setErr(s == nullptr ? EBADF : s->bind(p.getAddr().getIp(), p.getAddr().getPort()));
+  if (s != nullptr) {
+    auto b = context.getResults().initBound();
+    b.setIp(region_.status(p.getId())->localIp.load());
+    b.setPort(static_cast<uint16_t>(region_.status(p.getId())->localPort.load()));
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AppSession::listen(ListenContext context) {
+  auto p = context.getParams();
+  EngineSocket* s = open(p.getId());
+  context.getResults().setErr(s == nullptr ? EBADF : s->listen(p.getBacklog()));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AppSession::connect(ConnectContext context) {
+  auto p = context.getParams();
+  EngineSocket* s = open(p.getId());
+  context.getResults().setErr(s == nullptr ? EBADF : s->connect(p.getAddr().getIp(), p.getAddr().getPort()));
+  posted_ = true;
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AppSession::shutdown(ShutdownContext context) {
+  auto p = context.getParams();
+  EngineSocket* s = open(p.getId());
+  int how = p.getHow();
+  int err = EBADF;
+  if (s != nullptr) {
+    err = how < 0 || how > 2 ? EINVAL : s->shutdown(how == SHUT_RD || how == SHUT_RDWR, how == SHUT_WR || how == SHUT_RDWR);
+  }
+  context.getResults().setErr(err);
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AppSession::close(CloseContext context) {
+  uint32_t id = context.getParams().getId();
+  EngineSocket* s = open(id);
+  if (s == nullptr) {
+    context.getResults().setErr(EBADF);
+    return kj::READY_NOW;
+  }
+  s->close();
+  if (s->finished()) {
+    freeSlot(id);
+  } else {
+    use_[id] = SlotUse::kClosing;  // drains in the background; reaped by poll()
+    ++closing_;
+  }
+  context.getResults().setErr(0);
+  return kj::READY_NOW;
+}
+
+namespace {
+
+// Maps a Linux (level, name) to what the engine implements. Options that
+// libmknet answers itself (SO_ERROR, SO_TYPE, timeouts) never get here.
+std::optional<SocketOption> optionOf(int level, int name) {
+  if (level == SOL_SOCKET) {
+    switch (name) {
+      case SO_REUSEADDR: return SocketOption::kReuseAddr;
+      case SO_KEEPALIVE: return SocketOption::kKeepAlive;
+      case SO_RCVBUF: return SocketOption::kRcvBuf;
+      case SO_SNDBUF: return SocketOption::kSndBuf;
+    }
+  } else if (level == IPPROTO_TCP) {
+    switch (name) {
+      case TCP_NODELAY: return SocketOption::kNoDelay;
+      case TCP_KEEPIDLE: return SocketOption::kKeepIdle;
+      case TCP_KEEPINTVL: return SocketOption::kKeepIntvl;
+      case TCP_KEEPCNT: return SocketOption::kKeepCnt;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+kj::Promise<void> AppSession::setOption(SetOptionContext context) {
+  auto p = context.getParams();
+  EngineSocket* s = open(p.getId());
+  auto res = context.getResults();
+  if (s == nullptr) {
+    res.setErr(EBADF);
+    return kj::READY_NOW;
+  }
+  auto value = p.getValue();
+  if (p.getLevel() == SOL_SOCKET && p.getName() == SO_LINGER) {
+    struct linger l {};
+    if (value.size() < sizeof l) {
+      res.setErr(EINVAL);
+      return kj::READY_NOW;
+    }
+    std::memcpy(&l, value.begin(), sizeof l);
+    s->setOption(SocketOption::kLingerSeconds, l.l_linger);
+    res.setErr(s->setOption(SocketOption::kLingerOnOff, l.l_onoff));
+    return kj::READY_NOW;
+  }
+  auto o = optionOf(p.getLevel(), p.getName());
+  if (!o) {
+    res.setErr(ENOPROTOOPT);
+    return kj::READY_NOW;
+  }
+  int v = 0;
+  if (value.size() < sizeof v) {
+    res.setErr(EINVAL);
+    return kj::READY_NOW;
+  }
+  std::memcpy(&v, value.begin(), sizeof v);
+  res.setErr(s->setOption(*o, v));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AppSession::getOption(GetOptionContext context) {
+  auto p = context.getParams();
+  EngineSocket* s = open(p.getId());
+  auto res = context.getResults();
+  if (s == nullptr) {
+    res.setErr(EBADF);
+    return kj::READY_NOW;
+  }
+  if (p.getLevel() == SOL_SOCKET && p.getName() == SO_LINGER) {
+    struct linger l {};
+    s->getOption(SocketOption::kLingerOnOff, &l.l_onoff);
+    s->getOption(SocketOption::kLingerSeconds, &l.l_linger);
+    res.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&l), sizeof l));
+    res.setErr(0);
+    return kj::READY_NOW;
+  }
+  auto o = optionOf(p.getLevel(), p.getName());
+  if (!o) {
+    res.setErr(ENOPROTOOPT);
+    return kj::READY_NOW;
+  }
+  int v = 0;
+  int err = s->getOption(*o, &v);
+  res.setErr(err);
+  if (err == 0) res.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&v), sizeof v));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AppSession::names(NamesContext context) {
+  uint32_t id = context.getParams().getId();
+  auto res = context.getResults();
+  if (open(id) == nullptr) {
+    res.setErr(EBADF);
+    return kj::READY_NOW;
+  }
+  const ipc::SlotStatus* st = region_.status(id);
+  auto l = res.initLocal();
+  l.setIp(st->localIp.load());
+  l.setPort(static_cast<uint16_t>(st->localPort.load()));
+  auto r = res.initPeer();
+  r.setIp(st->peerIp.load());
+  r.setPort(static_cast<uint16_t>(st->peerPort.load()));
+  res.setErr(0);
+  return kj::READY_NOW;
+}
+
+}  // namespace mknet::stack

@@ -1,0 +1,290 @@
+#include "servers/stack/stack_server.h"
+
+#include <unistd.h>
+
+#include <kj/async-unix.h>
+#include <spdlog/spdlog.h>
+
+#include "ipc/fd_cap.h"
+#include "ipc/schema/admin.capnp.h"
+#include "ipc/schema/driver.capnp.h"
+#include "ipc/schema/session.capnp.h"
+
+namespace mknet::stack {
+
+namespace {
+
+// The driver's registration. When the driver dies its connection closes,
+// Cap'n Proto drops this object, and the port reclaims the driver's buffers.
+class DriverSessionImpl final : public schema::DriverSession::Server {
+ public:
+  DriverSessionImpl(StackServer& s, uint64_t epoch) : s_(s), epoch_(epoch) {}
+  ~DriverSessionImpl() noexcept(false) {
+    if (s_.driverEpoch == epoch_) s_.port().detach("driver connection closed");
+  }
+
+ protected:
+  kj::Promise<void> setLink(SetLinkContext context) override {
+    if (s_.driverEpoch == epoch_) s_.engine().setLink(context.getParams().getUp());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> reportStats(ReportStatsContext context) override {
+    auto st = context.getParams().getStats();
+    stats_ = {st.getRxFrames(), st.getRxBytes(), st.getRxDropped(), st.getTxFrames(), st.getTxBytes(),
+              st.getTxErrors()};
+    return kj::READY_NOW;
+  }
+
+ private:
+  StackServer& s_;
+  uint64_t epoch_;
+  std::array<uint64_t, 6> stats_{};
+};
+
+class DriverRegistryImpl final : public schema::DriverRegistry::Server {
+ public:
+  explicit DriverRegistryImpl(StackServer& s) : s_(s) {}
+
+ protected:
+  kj::Promise<void> register_(RegisterContext context) override {
+    auto info = context.getParams().getInfo();
+    KJ_REQUIRE(info.getAbiVersion() == schema::DRIVER_ABI_VERSION, "driver ABI version mismatch",
+               info.getAbiVersion());
+    auto mac = info.getMac();
+    KJ_REQUIRE(mac.size() == 6, "MAC must be 6 bytes");
+    KJ_REQUIRE(info.getMtu() >= 576 && info.getMtu() <= 1500 + 0, "MTU out of range", info.getMtu());
+    std::array<uint8_t, 6> m;
+    std::copy(mac.begin(), mac.end(), m.begin());
+    s_.engine().setMac(m);
+    auto a = s_.port().attach(info.getName().cStr(), info.getPid());
+    if (!a) KJ_FAIL_REQUIRE("attach failed", a.error().message());
+    uint64_t epoch = ++s_.driverEpoch;
+    auto res = context.getResults();
+    auto att = res.initAttachment();
+    att.setRegion(ipc::makeFdCap(std::move(a->region), "pool-region"));
+    att.setContentVersion(ipc::kPoolContentVersion);
+    att.setBufferCount(a->config.bufferCount);
+    att.setRingCapacity(a->config.ringCapacity);
+    att.setToDriver(ipc::makeFdCap(std::move(a->toDriver), "doorbell-to-driver"));
+    att.setToStack(ipc::makeFdCap(std::move(a->toStack), "doorbell-to-stack"));
+    res.setSession(kj::heap<DriverSessionImpl>(s_, epoch));
+    if (!info.getLinkUp()) s_.engine().setLink(false);
+    return kj::READY_NOW;
+  }
+
+ private:
+  StackServer& s_;
+};
+
+class SessionFactoryImpl final : public schema::SessionFactory::Server {
+ public:
+  explicit SessionFactoryImpl(StackServer& s) : s_(s) {}
+
+ protected:
+  kj::Promise<void> open(OpenContext context) override {
+    auto p = context.getParams();
+    KJ_REQUIRE(p.getAbiVersion() == schema::SESSION_ABI_VERSION, "session ABI version mismatch");
+    const ipc::SessionConfig& cfg = s_.config().session;
+    auto region = ipc::SessionRegion::create(cfg);
+    if (!region) KJ_FAIL_REQUIRE("session memory", region.error().message());
+    auto toApp = ipc::Doorbell::create();
+    if (!toApp) KJ_FAIL_REQUIRE("session doorbell", toApp.error().message());
+    auto regionFd = region->region().dupFd();
+    auto appFd = toApp->dupFd();
+    auto stackFd = s_.bell().dupFd();
+    if (!regionFd || !appFd || !stackFd) KJ_FAIL_REQUIRE("dup session fds");
+    auto res = context.getResults();
+    auto att = res.initAttachment();
+    att.setRegion(ipc::makeFdCap(std::move(regionFd).value(), "session-region"));
+    att.setContentVersion(ipc::kSessionContentVersion);
+    att.setMaxSockets(cfg.maxSockets);
+    att.setRingBytes(cfg.ringBytes);
+    att.setEventCapacity(cfg.notifyCapacity);
+    att.setToApp(ipc::makeFdCap(std::move(appFd).value(), "doorbell-to-app"));
+    att.setToStack(ipc::makeFdCap(std::move(stackFd).value(), "doorbell-to-stack"));
+    res.setSession(kj::heap<AppSession>(s_.sessions(), s_.engine(), std::move(region).value(),
+                                        std::move(toApp).value(), p.getPid(), p.getName().cStr()));
+    return kj::READY_NOW;
+  }
+
+ private:
+  StackServer& s_;
+};
+
+class AdminImpl final : public schema::Admin::Server {
+ public:
+  explicit AdminImpl(StackServer& s) : s_(s) {}
+
+ protected:
+  kj::Promise<void> status(StatusContext context) override {
+    auto st = context.getResults().initStatus();
+    st.setPid(static_cast<uint32_t>(::getpid()));
+    st.setUptimeMs(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::steady_clock::now() - s_.started())
+                                             .count()));
+    DriverPort& port = s_.port();
+    auto drivers = st.initDrivers(1);
+    drivers[0].setName(port.driverName());
+    drivers[0].setPid(port.attached() ? port.driverPid() : 0);
+    drivers[0].setLinkUp(port.attached() && s_.engine().linkUp());
+    drivers[0].setRegistrations(port.registrations());
+    uint32_t sockets = 0;
+    for (AppSession* a : s_.sessions().sessions()) sockets += a->openSockets();
+    st.setSessions(static_cast<uint32_t>(s_.sessions().sessions().size()));
+    st.setSockets(sockets);
+    st.setPoolBuffers(port.bufferCount());
+    st.setPoolFree(port.freeBuffers());
+
+    // Two parallel vectors: GCC 12 warns falsely (-Warray-bounds) on a vector of pairs here.
+    std::vector<std::string> names;
+    std::vector<uint64_t> values;
+    struct {
+      std::vector<std::string>& n;
+      std::vector<uint64_t>& v;
+      void emplace_back(std::string name, uint64_t value) {
+        n.push_back(std::move(name));
+        v.push_back(value);
+      }
+    } c{names, values};
+    const DriverPortCounters& pc = port.counters();
+    c.emplace_back("rx_frames", pc.rxFrames);
+    c.emplace_back("rx_bytes", pc.rxBytes);
+    c.emplace_back("tx_frames", pc.txFrames);
+    c.emplace_back("tx_bytes", pc.txBytes);
+    c.emplace_back("bad_descriptors", pc.badDescriptors);
+    c.emplace_back("corrupt_rings", pc.corruptRings);
+    c.emplace_back("tx_dropped_no_driver", pc.txDroppedNoDriver);
+    c.emplace_back("tx_requeued", pc.txRequeued);
+    c.emplace_back("driver_attaches", pc.attaches);
+    c.emplace_back("driver_detaches", pc.detaches);
+    for (size_t i = 0; i < net::kFrameErrorCount; ++i)
+      c.emplace_back(std::string("rx_drop_") + net::frameErrorName(static_cast<net::FrameError>(i)), pc.rxBad[i]);
+    const EngineCounters& ec = s_.engine().counters();
+    c.emplace_back("engine_rx_frames", ec.rxFrames);
+    c.emplace_back("engine_tx_frames", ec.txFrames);
+    c.emplace_back("engine_tx_no_buffer", ec.txNoBuffer);
+    c.emplace_back("engine_input_errors", ec.inputErrors);
+    c.emplace_back("accept_no_slot", ec.acceptNoSlot);
+    c.emplace_back("udp_rx_dropped", ec.udpRxDropped);
+    c.emplace_back("bad_tx_records", ec.badTxRecords);
+    c.emplace_back("engine_sockets", s_.engine().liveSockets());
+    c.emplace_back("sessions_opened", s_.sessions().opened);
+    c.emplace_back("sessions_closed", s_.sessions().closed);
+    uint64_t badNotify = 0, corrupt = 0;
+    for (AppSession* a : s_.sessions().sessions()) {
+      badNotify += a->counters().badNotify;
+      corrupt += a->counters().corruptRings;
+    }
+    c.emplace_back("session_bad_notify", badNotify);
+    c.emplace_back("session_corrupt_rings", corrupt);
+    auto list = st.initCounters(static_cast<unsigned>(names.size()));
+    for (size_t i = 0; i < names.size(); ++i) {
+      list[i].setName(names[i]);
+      list[i].setValue(values[i]);
+    }
+    return kj::READY_NOW;
+  }
+
+ private:
+  StackServer& s_;
+};
+
+class StackImpl final : public schema::Stack::Server {
+ public:
+  explicit StackImpl(StackServer& s) : s_(s) {}
+
+ protected:
+  kj::Promise<void> drivers(DriversContext context) override {
+    context.getResults().setRegistry(kj::heap<DriverRegistryImpl>(s_));
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> sessions(SessionsContext context) override {
+    context.getResults().setFactory(kj::heap<SessionFactoryImpl>(s_));
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> admin(AdminContext context) override {
+    context.getResults().setAdmin(kj::heap<AdminImpl>(s_));
+    return kj::READY_NOW;
+  }
+
+ private:
+  StackServer& s_;
+};
+
+}  // namespace
+
+StackServer::StackServer(const StackConfig& config, kj::AsyncIoContext& io, ipc::Doorbell bell)
+    : config_(config), io_(io), bell_(std::move(bell)), started_(std::chrono::steady_clock::now()) {}
+
+StackServer::~StackServer() {
+  rpc_ = nullptr;  // closes the control socket and drops every session first
+}
+
+Result<std::unique_ptr<StackServer>> StackServer::create(const StackConfig& config, kj::AsyncIoContext& io) {
+  auto bell = ipc::Doorbell::create();
+  if (!bell) return bell.error();
+  std::unique_ptr<StackServer> s(new StackServer(config, io, std::move(bell).value()));
+  auto port = DriverPort::create(config.pool, s->bell_);
+  if (!port) return port.error();
+  s->port_ = std::move(port).value();
+  s->engine_ = std::make_unique<Engine>(config.engine, *s->port_);
+  s->port_->setEngine(s->engine_.get());
+  s->engine_->setLink(false);  // up when a driver registers
+  auto rpc = ipc::RpcServer::listen(io, config.socketPath, kj::heap<StackImpl>(*s));
+  if (!rpc) return rpc.error();
+  s->rpc_ = std::move(rpc).value();
+  return s;
+}
+
+void StackServer::stop() {
+  stopping_ = 1;
+  bell_.ring();  // async-signal-safe: write() on an eventfd
+}
+
+void StackServer::run() {
+  using Clock = std::chrono::steady_clock;
+  kj::UnixEventPort::FdObserver bellObserver(io_.unixEventPort, bell_.fd(),
+                                             kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  auto lastWork = Clock::now();
+  auto nextTimer = Clock::now();
+  uint32_t round = 0;
+  while (!stopping_) {
+    uint32_t work = port_->poll(config_.burst);
+    for (AppSession* a : sessions_.sessions()) work += a->poll(config_.burst);
+    auto now = Clock::now();
+    if (now >= nextTimer) {
+      uint32_t ms = engine_->runTimers();
+      nextTimer = now + std::chrono::milliseconds(ms > 250 ? 250 : ms);
+    }
+    for (AppSession* a : sessions_.sessions()) a->flushWakeup();
+    // Control plane: a non-blocking turn of the event loop. Costs a syscall,
+    // so while the data plane is busy only every 16th round.
+    if (work == 0 || (++round & 15) == 0) io_.waitScope.poll();
+    for (AppSession* a : sessions_.sessions()) a->flushWakeup();
+    if (work != 0) {
+      lastWork = now;
+      continue;
+    }
+    if (now - lastWork < config_.spin) continue;
+
+    // Idle: drain the doorbell, announce the sleep on every ring, re-check,
+    // and sleep in the event loop until rung, a timer is due, or a control
+    // message arrives.
+    bell_.drain();
+    bool maySleep = port_->prepareSleep();
+    for (AppSession* a : sessions_.sessions()) maySleep = a->prepareSleep() && maySleep;
+    if (maySleep && !stopping_) {
+      auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(nextTimer - Clock::now()).count();
+      if (delay < 1) delay = 1;
+      bellObserver.whenBecomesReadable()
+          .exclusiveJoin(io_.provider->getTimer().afterDelay(delay * kj::MILLISECONDS))
+          .wait(io_.waitScope);
+    }
+    port_->cancelSleep();
+    for (AppSession* a : sessions_.sessions()) a->cancelSleep();
+    lastWork = Clock::now();  // spin again after waking
+  }
+  spdlog::info("stack stopping");
+}
+
+}  // namespace mknet::stack
