@@ -232,8 +232,13 @@ TEST(SpscRingProcessTest, ProducerKilledAtRandomPoints) {
       }
     }
     fd.reset();
+    // Kill at a random instant of the producer's run: first wait (bounded)
+    // until it has started publishing, so a slow fork on a loaded machine
+    // doesn't turn every kill into a kill during start-up.
+    auto started = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (seq == before && std::chrono::steady_clock::now() < started) drain();
     auto deadline = std::chrono::steady_clock::now() +
-                    std::chrono::microseconds(std::uniform_int_distribution<int>(100, 3000)(rng));
+                    std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng));
     while (std::chrono::steady_clock::now() < deadline) drain();
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     int status = waitChild(pid);
@@ -245,9 +250,9 @@ TEST(SpscRingProcessTest, ProducerKilledAtRandomPoints) {
   }
   EXPECT_EQ(bad, 0u);
   EXPECT_EQ(killedBySignal, static_cast<uint64_t>(kills));
-  // Most producers got to publish before they died (the rest were killed
-  // while starting up, which is also a valid point to die at).
-  EXPECT_GT(progressed, static_cast<uint64_t>(kills / 2));
+  // Every producer got to publish before it died (bar the rare one that
+  // needed more than 5 s to start on an overloaded machine).
+  EXPECT_GE(progressed * 100, static_cast<uint64_t>(kills) * 95);
   EXPECT_GT(seq, static_cast<uint64_t>(kills) * 10);
 }
 
