@@ -11,8 +11,30 @@
 
 namespace mknet::stack {
 
-void SessionRegistry::remove(AppSession* s) {
-  sessions_.erase(std::remove(sessions_.begin(), sessions_.end(), s), sessions_.end());
+AppSession* SessionRegistry::add(std::unique_ptr<AppSession> s) {
+  AppSession* p = s.get();
+  owned_.push_back(std::move(s));
+  view_.push_back(p);
+  ++opened;
+  return p;
+}
+
+void SessionRegistry::reap() {
+  for (size_t i = 0; i < owned_.size();) {
+    if (owned_[i]->reapable()) {
+      view_.erase(std::remove(view_.begin(), view_.end(), owned_[i].get()), view_.end());
+      owned_.erase(owned_.begin() + static_cast<long>(i));
+      ++closed;
+    } else {
+      ++i;
+    }
+  }
+}
+
+size_t SessionRegistry::liveApps() const {
+  size_t n = 0;
+  for (AppSession* s : view_) n += !s->reapable();
+  return n;
 }
 
 AppSession::AppSession(SessionRegistry& registry, Engine& engine, ipc::SessionRegion region,
@@ -22,26 +44,31 @@ AppSession::AppSession(SessionRegistry& registry, Engine& engine, ipc::SessionRe
       notify_(region_.notifyRing(), region_.config().notifyCapacity),
       sockets_(region_.config().maxSockets), use_(region_.config().maxSockets, SlotUse::kFree) {
   for (uint32_t i = region_.config().maxSockets; i > 0; --i) freeSlots_.push_back(i - 1);
-  registry_.add(this);
-  ++registry_.opened;
   spdlog::info("session opened: {} (pid {})", name_, pid_);
 }
 
 AppSession::~AppSession() {
-  // The app is gone (or dropped its session): reset its connections so the
-  // peers learn at once, then release everything.
-  uint32_t aborted = 0;
   for (auto& s : sockets_) {
-    if (s) {
-      s->abort();
-      s.reset();
+    if (s) s->abort();
+  }
+}
+
+void AppSession::appGone() {
+  if (gone_) return;
+  gone_ = true;
+  // Connections the app still had open are reset, so the peers learn at
+  // once; closed ones keep draining what the app wrote before it went.
+  uint32_t aborted = 0;
+  for (uint32_t i = 0; i < use_.size(); ++i) {
+    if (use_[i] == SlotUse::kOpen && sockets_[i]) {
+      sockets_[i]->abort();
+      freeSlot(i);
       ++aborted;
     }
   }
   region_.header()->closed.store(1, std::memory_order_release);
-  registry_.remove(this);
-  ++registry_.closed;
-  spdlog::info("session closed: {} (pid {}), {} sockets aborted", name_, pid_, aborted);
+  spdlog::info("session closed: {} (pid {}), {} connections reset, {} still draining", name_, pid_, aborted,
+               closing_);
 }
 
 SlotMemory AppSession::memoryOf(uint32_t slot) {
@@ -132,7 +159,7 @@ void AppSession::flushWakeup() {
 
 // ------------------------------------------------------------ control plane
 
-kj::Promise<void> AppSession::socket(SocketContext context) {
+kj::Promise<void> AppSession::socket(capnp::CallContext<schema::Session::SocketParams, schema::Session::SocketResults> context) {
   auto type = context.getParams().getType();
   auto res = context.getResults();
   auto mem = allocateSlot();
@@ -153,7 +180,7 @@ kj::Promise<void> AppSession::socket(SocketContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> AppSession::bind(BindContext context) {
+kj::Promise<void> AppSession::bind(capnp::CallContext<schema::Session::BindParams, schema::Session::BindResults> context) {
   auto p = context.getParams();
   EngineSocket* s = open(p.getId());
   context.getResults().setErr(s == nullptr ? EBADF : s->bind(p.getAddr().getIp(), p.getAddr().getPort()));
@@ -165,14 +192,14 @@ kj::Promise<void> AppSession::bind(BindContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> AppSession::listen(ListenContext context) {
+kj::Promise<void> AppSession::listen(capnp::CallContext<schema::Session::ListenParams, schema::Session::ListenResults> context) {
   auto p = context.getParams();
   EngineSocket* s = open(p.getId());
   context.getResults().setErr(s == nullptr ? EBADF : s->listen(p.getBacklog()));
   return kj::READY_NOW;
 }
 
-kj::Promise<void> AppSession::connect(ConnectContext context) {
+kj::Promise<void> AppSession::connect(capnp::CallContext<schema::Session::ConnectParams, schema::Session::ConnectResults> context) {
   auto p = context.getParams();
   EngineSocket* s = open(p.getId());
   context.getResults().setErr(s == nullptr ? EBADF : s->connect(p.getAddr().getIp(), p.getAddr().getPort()));
@@ -180,7 +207,7 @@ kj::Promise<void> AppSession::connect(ConnectContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> AppSession::shutdown(ShutdownContext context) {
+kj::Promise<void> AppSession::shutdown(capnp::CallContext<schema::Session::ShutdownParams, schema::Session::ShutdownResults> context) {
   auto p = context.getParams();
   EngineSocket* s = open(p.getId());
   int how = p.getHow();
@@ -192,7 +219,7 @@ kj::Promise<void> AppSession::shutdown(ShutdownContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> AppSession::close(CloseContext context) {
+kj::Promise<void> AppSession::close(capnp::CallContext<schema::Session::CloseParams, schema::Session::CloseResults> context) {
   uint32_t id = context.getParams().getId();
   EngineSocket* s = open(id);
   if (s == nullptr) {
@@ -235,7 +262,7 @@ std::optional<SocketOption> optionOf(int level, int name) {
 
 }  // namespace
 
-kj::Promise<void> AppSession::setOption(SetOptionContext context) {
+kj::Promise<void> AppSession::setOption(capnp::CallContext<schema::Session::SetOptionParams, schema::Session::SetOptionResults> context) {
   auto p = context.getParams();
   EngineSocket* s = open(p.getId());
   auto res = context.getResults();
@@ -270,7 +297,7 @@ kj::Promise<void> AppSession::setOption(SetOptionContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> AppSession::getOption(GetOptionContext context) {
+kj::Promise<void> AppSession::getOption(capnp::CallContext<schema::Session::GetOptionParams, schema::Session::GetOptionResults> context) {
   auto p = context.getParams();
   EngineSocket* s = open(p.getId());
   auto res = context.getResults();
@@ -298,7 +325,7 @@ kj::Promise<void> AppSession::getOption(GetOptionContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> AppSession::names(NamesContext context) {
+kj::Promise<void> AppSession::names(capnp::CallContext<schema::Session::NamesParams, schema::Session::NamesResults> context) {
   uint32_t id = context.getParams().getId();
   auto res = context.getResults();
   if (open(id) == nullptr) {

@@ -1,8 +1,10 @@
 // AppSession: one application's session with the stack — its shared memory,
-// its sockets, and the Cap'n Proto Session interface for the rare control
-// operations. Lives exactly as long as the app's capability: when the app
-// dies its connection closes, Cap'n Proto drops the capability, and the
-// destructor aborts every connection (RST to peers) and frees the memory.
+// its sockets, and the handlers of the Cap'n Proto Session interface for the
+// rare control operations. The capability (SessionCap) is a thin forwarder:
+// when the app dies its connection closes, Cap'n Proto drops the capability,
+// and appGone() resets every connection the app still had open (RST to the
+// peers). Sockets the app had already closed finish sending what it wrote,
+// as on Linux; the registry frees the session once they are done.
 #pragma once
 
 #include <cstdint>
@@ -24,11 +26,16 @@ struct SessionCounters {
   uint64_t corruptRings = 0;
 };
 
-class AppSession final : public schema::Session::Server, public SocketOwner {
+class AppSession final : public SocketOwner {
  public:
   AppSession(SessionRegistry& registry, Engine& engine, ipc::SessionRegion region, ipc::Doorbell toApp,
              uint32_t pid, std::string name);
   ~AppSession() override;
+
+  // The app's capability was dropped (the app died or let go).
+  void appGone();
+  // True once the app is gone and nothing of it is left to finish.
+  bool reapable() const { return gone_ && closing_ == 0; }
 
   // Data plane: handles the app's notifications (bounded), reaps sockets
   // that finished closing. Returns the work found.
@@ -49,16 +56,17 @@ class AppSession final : public schema::Session::Server, public SocketOwner {
   const std::string& name() const { return name_; }
   const SessionCounters& counters() const { return counters_; }
 
- protected:
-  kj::Promise<void> socket(SocketContext context) override;
-  kj::Promise<void> bind(BindContext context) override;
-  kj::Promise<void> listen(ListenContext context) override;
-  kj::Promise<void> connect(ConnectContext context) override;
-  kj::Promise<void> shutdown(ShutdownContext context) override;
-  kj::Promise<void> close(CloseContext context) override;
-  kj::Promise<void> setOption(SetOptionContext context) override;
-  kj::Promise<void> getOption(GetOptionContext context) override;
-  kj::Promise<void> names(NamesContext context) override;
+  // Control-plane handlers (called by SessionCap).
+  using S = schema::Session::Server;
+  kj::Promise<void> socket(capnp::CallContext<schema::Session::SocketParams, schema::Session::SocketResults> context);
+  kj::Promise<void> bind(capnp::CallContext<schema::Session::BindParams, schema::Session::BindResults> context);
+  kj::Promise<void> listen(capnp::CallContext<schema::Session::ListenParams, schema::Session::ListenResults> context);
+  kj::Promise<void> connect(capnp::CallContext<schema::Session::ConnectParams, schema::Session::ConnectResults> context);
+  kj::Promise<void> shutdown(capnp::CallContext<schema::Session::ShutdownParams, schema::Session::ShutdownResults> context);
+  kj::Promise<void> close(capnp::CallContext<schema::Session::CloseParams, schema::Session::CloseResults> context);
+  kj::Promise<void> setOption(capnp::CallContext<schema::Session::SetOptionParams, schema::Session::SetOptionResults> context);
+  kj::Promise<void> getOption(capnp::CallContext<schema::Session::GetOptionParams, schema::Session::GetOptionResults> context);
+  kj::Promise<void> names(capnp::CallContext<schema::Session::NamesParams, schema::Session::NamesResults> context);
 
  private:
   enum class SlotUse : uint8_t { kFree, kOpen, kClosing };
@@ -78,20 +86,46 @@ class AppSession final : public schema::Session::Server, public SocketOwner {
   std::vector<uint32_t> freeSlots_;
   uint32_t openSockets_ = 0, closing_ = 0;
   bool posted_ = false;
+  bool gone_ = false;
   bool broken_ = false;  // the app broke its notify ring: no more polling
   SessionCounters counters_;
 };
 
-// The set of live sessions, for the stack's loop and the admin interface.
+// The Cap'n Proto face of an AppSession; see AppSession.
+class SessionCap final : public schema::Session::Server {
+ public:
+  explicit SessionCap(AppSession* core) : core_(core) {}
+  ~SessionCap() noexcept(false) { core_->appGone(); }
+
+ protected:
+  kj::Promise<void> socket(SocketContext c) override { return core_->socket(c); }
+  kj::Promise<void> bind(BindContext c) override { return core_->bind(c); }
+  kj::Promise<void> listen(ListenContext c) override { return core_->listen(c); }
+  kj::Promise<void> connect(ConnectContext c) override { return core_->connect(c); }
+  kj::Promise<void> shutdown(ShutdownContext c) override { return core_->shutdown(c); }
+  kj::Promise<void> close(CloseContext c) override { return core_->close(c); }
+  kj::Promise<void> setOption(SetOptionContext c) override { return core_->setOption(c); }
+  kj::Promise<void> getOption(GetOptionContext c) override { return core_->getOption(c); }
+  kj::Promise<void> names(NamesContext c) override { return core_->names(c); }
+
+ private:
+  AppSession* core_;
+};
+
+// Owns every session, live or finishing, for the stack's loop and the admin
+// interface.
 class SessionRegistry {
  public:
-  void add(AppSession* s) { sessions_.push_back(s); }
-  void remove(AppSession* s);
-  const std::vector<AppSession*>& sessions() const { return sessions_; }
+  AppSession* add(std::unique_ptr<AppSession> s);
+  // Frees sessions whose app is gone and whose sockets finished.
+  void reap();
+  const std::vector<AppSession*>& sessions() const { return view_; }
+  size_t liveApps() const;
   uint64_t opened = 0, closed = 0;
 
  private:
-  std::vector<AppSession*> sessions_;
+  std::vector<std::unique_ptr<AppSession>> owned_;
+  std::vector<AppSession*> view_;
 };
 
 }  // namespace mknet::stack

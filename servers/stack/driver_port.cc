@@ -190,6 +190,17 @@ uint32_t DriverPort::poll(uint32_t budget) {
         alloc_.release(d.index);
         continue;
       }
+      if (frame->ipv4) {
+        // A source that is us or loopback: lwIP would answer itself, which
+        // it can't (see engine.cc, isLocal). Martians are dropped.
+        uint32_t src = frame->ipv4->src().value();
+        if (src == engine_->ip() || (src >> 24) == 127) {
+          ++counters_.rxMartian;
+          owner_[d.index] = Owner::kFree;
+          alloc_.release(d.index);
+          continue;
+        }
+      }
       ++counters_.rxFrames;
       counters_.rxBytes += d.length;
       owner_[d.index] = Owner::kEngine;

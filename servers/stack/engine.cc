@@ -60,6 +60,11 @@ uint32_t fromLwip(const ip_addr_t& a) { return lwip_ntohl(ip4_addr_get_u32(ip_2_
 
 using ipc::SlotState;
 
+// lwIP would loop traffic for its own address or 127/8 through the tcpip
+// thread's mailbox, which mknet does not run (it drives lwIP from its own
+// loop): such traffic is refused instead of reaching that path.
+bool isLocal(uint32_t ip, uint32_t own) { return ip == own || (ip >> 24) == 127; }
+
 }  // namespace
 
 // A received pool buffer as an lwIP custom pbuf: no copy on the way in.
@@ -170,6 +175,7 @@ class TcpSocket final : public EngineSocket {
     if (listening_) return EISCONN;
     if (pcb_->state == SYN_SENT) return EALREADY;
     if (pcb_->state != CLOSED) return EISCONN;
+    if (isLocal(ip, eng_.config.ip)) return ENETUNREACH;
     ip_addr_t a = toLwip(ip);
     err_t err = tcp_connect(pcb_, &a, port, onConnected);
     if (err != ERR_OK) return errnoOf(err);
@@ -559,6 +565,7 @@ class UdpSocket final : public EngineSocket {
       publishNames();
       return 0;
     }
+    if (isLocal(ip, eng_.config.ip)) return ENETUNREACH;
     ip_addr_t a = toLwip(ip);
     int e = errnoOf(udp_connect(pcb_, &a, port));
     if (e == 0) {
@@ -608,7 +615,9 @@ class UdpSocket final : public EngineSocket {
       (void)tx_.consume(sizeof h + h.length);
       moved = true;
       if (pcb_->local_port == 0) udp_bind(pcb_, IP4_ADDR_ANY, 0), publishNames();
-      if (h.ip == 0 && h.port == 0) {
+      if (isLocal(h.ip, eng_.config.ip) && !(h.ip == 0 && h.port == 0)) {
+        ++eng_.counters.badTxRecords;  // see isLocal()
+      } else if (h.ip == 0 && h.port == 0) {
         udp_send(pcb_, p);
       } else {
         ip_addr_t a = toLwip(h.ip);
@@ -655,7 +664,7 @@ class UdpSocket final : public EngineSocket {
 // ---------------------------------------------------------------- Engine
 
 Engine::Engine(const EngineConfig& config, FrameSink& sink) : impl_(std::make_unique<Impl>(config, sink)) {
-  static bool initialised = false;
+  [[maybe_unused]] static bool initialised = false;
   assert(!initialised && "one Engine per process: lwIP has global state");
   initialised = true;
   std::srand(static_cast<unsigned>(::getpid()) ^ static_cast<unsigned>(std::time(nullptr)));
@@ -700,6 +709,8 @@ void Engine::setMac(const std::array<uint8_t, 6>& mac) {
   impl_->config.mac = mac;
   for (int i = 0; i < 6; ++i) impl_->nif.hwaddr[i] = mac[i];
 }
+
+uint32_t Engine::ip() const { return impl_->config.ip; }
 
 bool Engine::linkUp() const { return netif_is_link_up(&impl_->nif); }
 

@@ -113,6 +113,7 @@ class Engine {
   void input(uint32_t index, std::byte* data, uint32_t length, uint32_t bufferSize);
   void setLink(bool up);
   bool linkUp() const;
+  uint32_t ip() const;  // host byte order
   // The MAC the netif answers ARP with (the driver's, from its registration).
   void setMac(const std::array<uint8_t, 6>& mac);
   // Runs due lwIP timers; returns ms until the next one.

@@ -102,8 +102,10 @@ class SessionFactoryImpl final : public schema::SessionFactory::Server {
     att.setEventCapacity(cfg.notifyCapacity);
     att.setToApp(ipc::makeFdCap(std::move(appFd).value(), "doorbell-to-app"));
     att.setToStack(ipc::makeFdCap(std::move(stackFd).value(), "doorbell-to-stack"));
-    res.setSession(kj::heap<AppSession>(s_.sessions(), s_.engine(), std::move(region).value(),
-                                        std::move(toApp).value(), p.getPid(), p.getName().cStr()));
+    AppSession* core = s_.sessions().add(std::make_unique<AppSession>(
+        s_.sessions(), s_.engine(), std::move(region).value(), std::move(toApp).value(), p.getPid(),
+        p.getName().cStr()));
+    res.setSession(kj::heap<SessionCap>(core));
     return kj::READY_NOW;
   }
 
@@ -130,7 +132,7 @@ class AdminImpl final : public schema::Admin::Server {
     drivers[0].setRegistrations(port.registrations());
     uint32_t sockets = 0;
     for (AppSession* a : s_.sessions().sessions()) sockets += a->openSockets();
-    st.setSessions(static_cast<uint32_t>(s_.sessions().sessions().size()));
+    st.setSessions(static_cast<uint32_t>(s_.sessions().liveApps()));
     st.setSockets(sockets);
     st.setPoolBuffers(port.bufferCount());
     st.setPoolFree(port.freeBuffers());
@@ -152,6 +154,7 @@ class AdminImpl final : public schema::Admin::Server {
     c.emplace_back("tx_frames", pc.txFrames);
     c.emplace_back("tx_bytes", pc.txBytes);
     c.emplace_back("bad_descriptors", pc.badDescriptors);
+    c.emplace_back("rx_drop_martian", pc.rxMartian);
     c.emplace_back("corrupt_rings", pc.corruptRings);
     c.emplace_back("tx_dropped_no_driver", pc.txDroppedNoDriver);
     c.emplace_back("tx_requeued", pc.txRequeued);
@@ -261,6 +264,7 @@ void StackServer::run() {
     // so while the data plane is busy only every 16th round.
     if (work == 0 || (++round & 15) == 0) io_.waitScope.poll();
     for (AppSession* a : sessions_.sessions()) a->flushWakeup();
+    sessions_.reap();
     if (work != 0) {
       lastWork = now;
       continue;
