@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdarg>
+#include <cstdlib>
 #include <mutex>
 #include <vector>
 
@@ -38,6 +39,14 @@ class SocketTable {
     if (static_cast<size_t>(fd) >= table_.size()) return nullptr;
     return table_[static_cast<size_t>(fd)];
   }
+  // Every socket still open (for the exit handler).
+  std::vector<SocketPtr> all() {
+    std::lock_guard<std::mutex> g(mu_);
+    std::vector<SocketPtr> v;
+    for (auto& s : table_)
+      if (s) v.push_back(s);
+    return v;
+  }
   SocketPtr remove(int fd) {
     std::lock_guard<std::mutex> g(mu_);
     if (fd < 0 || static_cast<size_t>(fd) >= table_.size()) return nullptr;
@@ -52,6 +61,18 @@ class SocketTable {
 SocketTable& table() {
   static SocketTable* t = new SocketTable;  // leaked: used until the very end of the process
   return *t;
+}
+
+// At exit Linux closes every socket gracefully: what the program wrote is
+// still delivered, then FIN. The stack resets the connections of an app
+// that dies without closing them, so close them here on a normal exit.
+void closeAllAtExit() {
+  for (auto& s : table().all()) s->close();
+}
+
+void registerExitHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] { std::atexit(closeAllAtExit); });
 }
 
 template <typename T>
@@ -78,6 +99,7 @@ int mknet_socket(int domain, int type, int protocol) {
   if (protocol != 0 && protocol != (tcp ? IPPROTO_TCP : IPPROTO_UDP)) return fail<int>(-EPROTONOSUPPORT);
   auto session = mknet::client::currentSession();
   if (!session) return fail<int>(-ENETDOWN);
+  registerExitHandler();
   int err = 0;
   SocketPtr s = ClientSocket::open(*session, tcp, &err);
   if (!s) return fail<int>(-err);
