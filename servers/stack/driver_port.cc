@@ -50,12 +50,13 @@ Result<DriverAttachment> DriverPort::attach(const std::string& name, uint32_t pi
   ++registrations_;
   ++counters_.attaches;
   // Unconfirmed frames of the previous driver go first, in their order.
-  counters_.txRequeued += txPending_.size();
+  size_t requeued = txPending_.size();
+  counters_.txRequeued += requeued;
   refillRxFree();
   flushTx();
   if (engine_ != nullptr) engine_->setLink(true);
-  spdlog::info("driver {} (pid {}) attached: {} buffers, {} frames re-queued", name, pid,
-               alloc_.available(), txPending_.size());
+  spdlog::info("driver {} (pid {}) attached: {} buffers lent, {} frames sent again", name, pid,
+               region_.config().bufferCount - alloc_.available(), requeued);
   return a;
 }
 

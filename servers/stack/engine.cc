@@ -60,6 +60,13 @@ uint32_t fromLwip(const ip_addr_t& a) { return lwip_ntohl(ip4_addr_get_u32(ip_2_
 
 using ipc::SlotState;
 
+// Debian's liblwip is built with TCP_SND_BUF = 64 KiB, which caps the data in
+// flight to 64 KiB per round trip. The send buffer is a per-pcb field, so it
+// is raised per socket; the segment queue limit compiled into the library
+// (TCP_SND_QUEUELEN, ~179 segments of one pbuf each with TCP_OVERSIZE) still
+// holds well above this.
+constexpr tcpwnd_size_t kSendBuffer = 192 * 1024;
+
 // lwIP would loop traffic for its own address or 127/8 through the tcpip
 // thread's mailbox, which mknet does not run (it drives lwIP from its own
 // loop): such traffic is refused instead of reaching that path.
@@ -317,6 +324,7 @@ class TcpSocket final : public EngineSocket {
 
  private:
   void attach() {
+    pcb_->snd_buf = kSendBuffer;  // nothing has been written on a new or just-accepted pcb
     tcp_arg(pcb_, this);
     tcp_recv(pcb_, onRecv);
     tcp_sent(pcb_, onSent);

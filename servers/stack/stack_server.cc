@@ -260,9 +260,10 @@ void StackServer::run() {
       nextTimer = now + std::chrono::milliseconds(ms > 250 ? 250 : ms);
     }
     for (AppSession* a : sessions_.sessions()) a->flushWakeup();
-    // Control plane: a non-blocking turn of the event loop. Costs a syscall,
-    // so while the data plane is busy only every 16th round.
-    if (work == 0 || (++round & 15) == 0) io_.waitScope.poll();
+    // Control plane: a non-blocking turn of the event loop. It costs an
+    // epoll_wait syscall, so it runs every 32nd round (busy or spinning),
+    // and always before the loop sleeps.
+    if ((++round & 31) == 0) io_.waitScope.poll();
     for (AppSession* a : sessions_.sessions()) a->flushWakeup();
     sessions_.reap();
     if (work != 0) {
@@ -271,6 +272,7 @@ void StackServer::run() {
     }
     if (now - lastWork < config_.spin) continue;
 
+    io_.waitScope.poll();
     // Idle: drain the doorbell, announce the sleep on every ring, re-check,
     // and sleep in the event loop until rung, a timer is due, or a control
     // message arrives.
