@@ -85,12 +85,14 @@ struct SpscRingMemory {
 // `at`, in at most two memcpy calls (before and after the wrap).
 template <typename T>
 inline void copyIn(T* ring, uint32_t at, uint32_t cap, const T* src, uint32_t n) {
+  if (n == 0) return;  // src may be null for an empty span (memcpy forbids it)
   uint32_t first = n < cap - at ? n : cap - at;
   std::memcpy(ring + at, src, size_t{first} * sizeof(T));
   if (n > first) std::memcpy(ring, src + first, size_t{n - first} * sizeof(T));
 }
 template <typename T>
 inline void copyOut(T* dst, const T* ring, uint32_t at, uint32_t cap, uint32_t n) {
+  if (n == 0) return;
   uint32_t first = n < cap - at ? n : cap - at;
   std::memcpy(dst, ring + at, size_t{first} * sizeof(T));
   if (n > first) std::memcpy(dst + first, ring, size_t{n - first} * sizeof(T));
