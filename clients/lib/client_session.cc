@@ -2,6 +2,7 @@
 
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,7 +31,7 @@ constexpr uint32_t kMaxRingBytes = 64u << 20;
 // a safety net only; wake-ups normally come through the doorbell.
 constexpr auto kSleepSlice = std::chrono::milliseconds(100);
 // Spin before sleeping: a wake-up across CPUs costs ~10 us here.
-constexpr auto kSpin = std::chrono::microseconds(20);
+constexpr auto kSpin = std::chrono::microseconds(100);
 
 long futexWait(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::nanoseconds timeout) {
   struct timespec ts {};
@@ -252,7 +253,9 @@ bool ClientSession::wait(const std::function<bool()>& ready, std::chrono::steady
       return false;
     }
     if ((i & 15) == 15 && Clock::now() >= spinEnd) break;
-    ipc::Doorbell::cpuRelax();
+    // Yield rather than pause: on a small machine the stack or the driver we
+    // wait for may need this very CPU.
+    sched_yield();
   }
   ipc::SessionHeader* h = region_->header();
   for (;;) {

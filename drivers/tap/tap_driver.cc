@@ -1,6 +1,7 @@
 #include "drivers/tap/tap_driver.h"
 
 #include <poll.h>
+#include <sched.h>
 
 #include <cerrno>
 
@@ -85,7 +86,7 @@ TapDriverStop TapDriver::run() {
         continue;
       }
       if (now - idleSince < options_.spin) {
-        ipc::Doorbell::cpuRelax();
+        sched_yield();  // spin, but give the CPU to the stack or the peer if they can run
         continue;
       }
       idle = false;

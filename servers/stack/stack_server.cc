@@ -1,5 +1,6 @@
 #include "servers/stack/stack_server.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <kj/async-unix.h>
@@ -270,7 +271,13 @@ void StackServer::run() {
       lastWork = now;
       continue;
     }
-    if (now - lastWork < config_.spin) continue;
+    if (now - lastWork < config_.spin) {
+      // Spin, but let another runnable process (the driver, an app, the
+      // peer) have this CPU: on two CPUs a pure spin starves exactly the
+      // process whose work we are waiting for.
+      sched_yield();
+      continue;
+    }
 
     io_.waitScope.poll();
     // Idle: drain the doorbell, announce the sleep on every ring, re-check,
