@@ -137,6 +137,7 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
       if (st.generation.load(std::memory_order_acquire) != rec.generation) continue;  // already gone
       auto s = std::make_shared<ClientSocket>(session_, rec.slot, rec.generation, true);
       s->connectStarted_ = true;
+      s->connectReported_ = true;
       fillAddr(st.peerIp.load(), st.peerPort.load(), addr, len);
       return s;
     }
@@ -168,7 +169,12 @@ int ClientSocket::connect(const sockaddr* addr, socklen_t len) {
     return -e;
   }
   if (listening_) return -EISCONN;
-  if (connected()) return -EISCONN;
+  if (connected()) {
+    // Linux: the first connect() after a non-blocking connect completed
+    // reports success; later ones EISCONN.
+    if (connectStarted_ && !connectReported_.exchange(true)) return 0;
+    return -EISCONN;
+  }
   if (connectStarted_) {
     uint32_t ev = events();
     if ((ev & (ipc::kEvReset | ipc::kEvError)) != 0) {
@@ -190,7 +196,10 @@ int ClientSocket::connect(const sockaddr* addr, socklen_t len) {
   bool ok = session_->wait([this] { return (events() & (ipc::kEvConnected | ipc::kEvReset | ipc::kEvError)) != 0; },
                            deadline(true), &e);
   if (!ok) return e == ETIMEDOUT ? -EINPROGRESS : -e;
-  if (connected()) return 0;
+  if (connected()) {
+    connectReported_ = true;
+    return 0;
+  }
   int err = takeError();
   return err != 0 ? -err : -ECONNREFUSED;
 }

@@ -71,6 +71,7 @@ class ClientSocket {
   std::atomic<bool> nonBlocking_{false};
   std::atomic<bool> listening_{false}, connectStarted_{false}, shutRd_{false}, shutWr_{false};
   std::atomic<bool> errorTaken_{false}, closed_{false};
+  std::atomic<bool> connectReported_{false};  // a connect() call has returned 0
   std::chrono::microseconds rcvTimeout_{0}, sndTimeout_{0};  // 0: none
   bool udpConnected_ = false;
 };

@@ -22,6 +22,9 @@ AppSession* SessionRegistry::add(std::unique_ptr<AppSession> s) {
 void SessionRegistry::reap() {
   for (size_t i = 0; i < owned_.size();) {
     if (owned_[i]->reapable()) {
+      retired.badNotify += owned_[i]->counters().badNotify;
+      retired.staleNotify += owned_[i]->counters().staleNotify;
+      retired.corruptRings += owned_[i]->counters().corruptRings;
       view_.erase(std::remove(view_.begin(), view_.end(), owned_[i].get()), view_.end());
       owned_.erase(owned_.begin() + static_cast<long>(i));
       ++closed;
@@ -124,8 +127,15 @@ uint32_t AppSession::poll(uint32_t budget) {
       work += *got;
       for (uint32_t k = 0; k < *got; ++k) {
         const ipc::Notify n = burst[k];  // our copy; validated here
-        if (n.slot >= use_.size() || use_[n.slot] == SlotUse::kFree || !sockets_[n.slot]) {
-          ++counters_.badNotify;
+        if (n.slot >= use_.size()) {
+          ++counters_.badNotify;  // no well-behaved library names a slot that doesn't exist
+          continue;
+        }
+        if (use_[n.slot] == SlotUse::kFree || !sockets_[n.slot] ||
+            n.generation != region_.status(n.slot)->generation.load(std::memory_order_relaxed)) {
+          // Stale: the app closed the socket (and the slot may be reused)
+          // after it queued this. Normal, not a fault.
+          ++counters_.staleNotify;
           continue;
         }
         region_.appFlags(n.slot)->notifyPending.store(0, std::memory_order_seq_cst);

@@ -22,7 +22,8 @@ namespace mknet::stack {
 class SessionRegistry;
 
 struct SessionCounters {
-  uint64_t badNotify = 0;  // notifications naming a slot that isn't open
+  uint64_t badNotify = 0;    // notifications naming a slot that doesn't exist
+  uint64_t staleNotify = 0;  // for a socket closed since (normal)
   uint64_t corruptRings = 0;
 };
 
@@ -122,6 +123,7 @@ class SessionRegistry {
   const std::vector<AppSession*>& sessions() const { return view_; }
   size_t liveApps() const;
   uint64_t opened = 0, closed = 0;
+  SessionCounters retired;  // counters of sessions already freed
 
  private:
   std::vector<std::unique_ptr<AppSession>> owned_;

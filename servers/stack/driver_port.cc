@@ -204,7 +204,18 @@ uint32_t DriverPort::poll(uint32_t budget) {
       }
       ++counters_.rxFrames;
       counters_.rxBytes += d.length;
+      if (engineHeld_ >= region_.config().bufferCount / 4) {
+        // lwIP holds many received buffers (out-of-order segments, data it
+        // could not deliver yet): copy instead of lending more, so the driver
+        // always gets buffers back and the retransmission that fills the gap
+        // can still be received.
+        engine_->inputCopy(bytes->data(), d.length);
+        owner_[d.index] = Owner::kFree;
+        alloc_.release(d.index);
+        continue;
+      }
       owner_[d.index] = Owner::kEngine;
+      ++engineHeld_;
       engine_->input(d.index, pool.buffer(d.index)->data(), d.length, ipc::kBufferSize);
     }
   }
@@ -260,6 +271,7 @@ void DriverPort::endFrame(size_t length) {
 }
 
 void DriverPort::releaseRxBuffer(uint32_t index) {
+  --engineHeld_;
   owner_[index] = Owner::kFree;
   alloc_.release(index);
 }

@@ -98,6 +98,7 @@ class DriverPort : public FrameSink {
   std::deque<ipc::Descriptor> txInFlight_;
   // Frames waiting for room on txActive or for a driver.
   std::deque<ipc::Descriptor> txPending_;
+  uint32_t engineHeld_ = 0;  // received buffers lwIP has not freed yet
   uint32_t building_ = UINT32_MAX;  // buffer handed out by beginFrame()
   bool needRing_ = false;
   DriverPortCounters counters_;

@@ -221,8 +221,18 @@ class TcpSocket final : public EngineSocket {
       abort();
       return;
     }
+    if (pcb_->state == CLOSED || pcb_->state == SYN_SENT) {
+      // Never connected (or still connecting): nothing to deliver, nothing
+      // to say to a peer; the pcb goes at once and its port is free again.
+      tcp_pcb* p = pcb_;
+      detach();
+      if (tcp_close(p) != ERR_OK) tcp_abort(p);
+      finished_ = true;
+      return;
+    }
     wrShutRequested_ = true;
     pump();
+    maybeSendFin();  // also when pump() had nothing to push
   }
 
   void abort() override {
@@ -414,18 +424,23 @@ class TcpSocket final : public EngineSocket {
     maybeSendFin();
   }
 
+  // Sends our FIN once the app's last byte is in lwIP: tcp_shutdown for
+  // shutdown(SHUT_WR), tcp_close for close() (also after an earlier
+  // shutdown, which sent the FIN already). After tcp_close lwIP owns the pcb
+  // and finishes the handshake and TIME_WAIT on its own.
   void maybeSendFin() {
-    if (!wrShutRequested_ || finSent_ || pcb_ == nullptr) return;
+    if (!wrShutRequested_ || pcb_ == nullptr) return;
+    if (finSent_ && !closing_) return;
     auto left = tx_.available();
     if (left && *left != 0) return;  // FIN after the last byte the app wrote
     err_t e = closing_ ? tcp_close(pcb_) : tcp_shutdown(pcb_, 0, 1);
     if (e != ERR_OK) return;  // out of memory: onPoll retries
-    finSent_ = true;
-    setEvent(ipc::kEvTxShut);
-    post();
+    if (!finSent_) {
+      finSent_ = true;
+      setEvent(ipc::kEvTxShut);
+      post();
+    }
     if (closing_) {
-      // lwIP owns the pcb now and finishes the close on its own. Keep
-      // receiving nothing: detach, and the slot is free.
       detach();
       finished_ = true;
     }
@@ -443,6 +458,13 @@ class TcpSocket final : public EngineSocket {
     if (p == nullptr) {  // FIN from the peer
       self->setEvent(ipc::kEvRxEof);
       self->post();
+      if (self->finSent_) {
+        // Both sides are done: lwIP keeps the pcb in TIME_WAIT and frees it
+        // without telling anyone, so let go of it now.
+        self->mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpClosed), std::memory_order_relaxed);
+        self->detach();
+        if (self->closing_) self->finished_ = true;
+      }
       return ERR_OK;
     }
     if (self->rdShut_) {
@@ -480,6 +502,13 @@ class TcpSocket final : public EngineSocket {
     auto* self = static_cast<TcpSocket*>(arg);
     if (self == nullptr) return;
     self->pcb_ = nullptr;  // lwIP already freed it
+    if (err == ERR_CLSD) {
+      // Not an error: our FIN after the peer's was acknowledged (LAST_ACK).
+      self->mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpClosed), std::memory_order_relaxed);
+      if (self->closing_) self->finished_ = true;
+      self->post();
+      return;
+    }
     int e;
     if (self->connecting_ && !(self->mem_.status->events.load() & ipc::kEvConnected))
       e = err == ERR_RST ? ECONNREFUSED : ETIMEDOUT;
@@ -672,6 +701,7 @@ class UdpSocket final : public EngineSocket {
 // ---------------------------------------------------------------- Engine
 
 Engine::Engine(const EngineConfig& config, FrameSink& sink) : impl_(std::make_unique<Impl>(config, sink)) {
+  impl_->rxPbufs.resize(config.rxBuffers);
   [[maybe_unused]] static bool initialised = false;
   assert(!initialised && "one Engine per process: lwIP has global state");
   initialised = true;
@@ -689,7 +719,9 @@ Engine::Engine(const EngineConfig& config, FrameSink& sink) : impl_(std::make_un
 Engine::~Engine() { netif_remove(&impl_->nif); }
 
 void Engine::input(uint32_t index, std::byte* data, uint32_t length, uint32_t bufferSize) {
-  if (index >= impl_->rxPbufs.size()) impl_->rxPbufs.resize(index + 1);
+  // rxPbufs was sized once for the whole pool: lwIP holds pointers into it
+  // (out-of-order segments), so it must never move.
+  assert(index < impl_->rxPbufs.size() && "buffer index beyond the pool the engine was built for");
   RxPbuf& r = impl_->rxPbufs[index];
   r.engine = impl_.get();
   r.index = index;
@@ -705,6 +737,21 @@ void Engine::input(uint32_t index, std::byte* data, uint32_t length, uint32_t bu
   if (impl_->nif.input(p, &impl_->nif) != ERR_OK) {
     ++impl_->counters.inputErrors;
     pbuf_free(p);  // -> releaseRxBuffer
+  }
+}
+
+void Engine::inputCopy(const std::byte* data, uint32_t length) {
+  pbuf* p = pbuf_alloc(PBUF_RAW, static_cast<u16_t>(length), PBUF_RAM);
+  if (p == nullptr) {
+    ++impl_->counters.inputErrors;
+    return;
+  }
+  pbuf_take(p, data, static_cast<u16_t>(length));
+  ++impl_->counters.rxFrames;
+  ++impl_->counters.rxCopied;
+  if (impl_->nif.input(p, &impl_->nif) != ERR_OK) {
+    ++impl_->counters.inputErrors;
+    pbuf_free(p);
   }
 }
 

@@ -21,6 +21,7 @@ struct EngineConfig {
   uint32_t gateway = 0;  // 0: none
   std::array<uint8_t, 6> mac{};
   uint16_t mtu = 1500;
+  uint32_t rxBuffers = 0;  // pool buffers input() may be given (indices 0..rxBuffers-1)
 };
 
 // Where the engine's outgoing frames go and its received buffers return; the
@@ -40,6 +41,7 @@ class FrameSink {
 
 struct EngineCounters {
   uint64_t rxFrames = 0, txFrames = 0, txNoBuffer = 0, inputErrors = 0;
+  uint64_t rxCopied = 0;  // frames copied out of the pool because it ran low
   uint64_t acceptNoSlot = 0, udpRxDropped = 0, badTxRecords = 0;
 };
 
@@ -111,6 +113,10 @@ class Engine {
   // length within the buffer). lwIP holds the buffer until it frees the pbuf,
   // then sink.releaseRxBuffer(index) is called.
   void input(uint32_t index, std::byte* data, uint32_t length, uint32_t bufferSize);
+  // The same for a frame the engine must copy (the caller keeps its buffer):
+  // used when the pool runs low, so out-of-order segments and refused data
+  // held by lwIP can never starve the driver of receive buffers.
+  void inputCopy(const std::byte* data, uint32_t length);
   void setLink(bool up);
   bool linkUp() const;
   uint32_t ip() const;  // host byte order

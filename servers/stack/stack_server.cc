@@ -168,17 +168,21 @@ class AdminImpl final : public schema::Admin::Server {
     c.emplace_back("engine_tx_frames", ec.txFrames);
     c.emplace_back("engine_tx_no_buffer", ec.txNoBuffer);
     c.emplace_back("engine_input_errors", ec.inputErrors);
+    c.emplace_back("engine_rx_copied", ec.rxCopied);
     c.emplace_back("accept_no_slot", ec.acceptNoSlot);
     c.emplace_back("udp_rx_dropped", ec.udpRxDropped);
     c.emplace_back("bad_tx_records", ec.badTxRecords);
     c.emplace_back("engine_sockets", s_.engine().liveSockets());
     c.emplace_back("sessions_opened", s_.sessions().opened);
     c.emplace_back("sessions_closed", s_.sessions().closed);
-    uint64_t badNotify = 0, corrupt = 0;
+    uint64_t badNotify = s_.sessions().retired.badNotify, corrupt = s_.sessions().retired.corruptRings;
+    uint64_t stale = s_.sessions().retired.staleNotify;
     for (AppSession* a : s_.sessions().sessions()) {
       badNotify += a->counters().badNotify;
       corrupt += a->counters().corruptRings;
+      stale += a->counters().staleNotify;
     }
+    c.emplace_back("session_stale_notify", stale);
     c.emplace_back("session_bad_notify", badNotify);
     c.emplace_back("session_corrupt_rings", corrupt);
     auto list = st.initCounters(static_cast<unsigned>(names.size()));
@@ -231,7 +235,9 @@ Result<std::unique_ptr<StackServer>> StackServer::create(const StackConfig& conf
   auto port = DriverPort::create(config.pool, s->bell_);
   if (!port) return port.error();
   s->port_ = std::move(port).value();
-  s->engine_ = std::make_unique<Engine>(config.engine, *s->port_);
+  EngineConfig ec = config.engine;
+  ec.rxBuffers = config.pool.bufferCount;
+  s->engine_ = std::make_unique<Engine>(ec, *s->port_);
   s->port_->setEngine(s->engine_.get());
   s->engine_->setLink(false);  // up when a driver registers
   auto rpc = ipc::RpcServer::listen(io, config.socketPath, kj::heap<StackImpl>(*s));

@@ -32,6 +32,7 @@ struct World {
     ec.ip = kStackIp.value();
     ec.netmask = 0xffffff00u;
     ec.mac = kStackMac.bytes();
+    ec.rxBuffers = kBuffers;
     engine = std::make_unique<Engine>(ec, *port);
     port->setEngine(engine.get());
   }
