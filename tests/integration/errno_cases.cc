@@ -49,7 +49,10 @@ sockaddr_in anyAt(uint16_t port) { return endpoint(htonl(INADDR_ANY), port); }
 
 std::string errName(int e) {
   const char* n = strerrorname_np(e);
-  return n != nullptr ? n : "E" + std::to_string(e);
+  if (n != nullptr) return n;
+  std::string s = "E";
+  s += std::to_string(e);  // (not "E" + ...: GCC 12 -O3 warns falsely, -Wrestrict)
+  return s;
 }
 
 // "-1 ENAME" or the value, for a call whose errno is read right after it.
