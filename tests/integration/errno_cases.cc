@@ -61,7 +61,9 @@ std::string ret(long r) { return r < 0 ? "-1 " + errName(errno) : std::to_string
 std::string revents(short r) {
   std::string s;
   auto add = [&](short bit, const char* name) {
-    if ((r & bit) != 0) s += (s.empty() ? "" : "|") + std::string(name);
+    if ((r & bit) == 0) return;
+    if (!s.empty()) s += '|';
+    s += name;
   };
   add(POLLIN, "IN");
   add(POLLPRI, "PRI");
