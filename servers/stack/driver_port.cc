@@ -54,7 +54,10 @@ Result<DriverAttachment> DriverPort::attach(const std::string& name, uint32_t pi
   counters_.txRequeued += requeued;
   refillRxFree();
   flushTx();
-  if (engine_ != nullptr) engine_->setLink(true);
+  if (engine_ != nullptr) {
+    engine_->setLink(true);
+    if (registrations_ > 1) engine_->kickConnections();
+  }
   spdlog::info("driver {} (pid {}) attached: {} buffers lent, {} frames sent again", name, pid,
                region_.config().bufferCount - alloc_.available(), requeued);
   return a;

@@ -17,6 +17,7 @@ extern "C" {
 #include "lwip/ip4.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
 #include "lwip/timeouts.h"
 #include "lwip/udp.h"
@@ -752,6 +753,23 @@ void Engine::inputCopy(const std::byte* data, uint32_t length) {
   if (impl_->nif.input(p, &impl_->nif) != ERR_OK) {
     ++impl_->counters.inputErrors;
     pbuf_free(p);
+  }
+}
+
+void Engine::kickConnections() {
+  // After the link was down (a driver died), frames were lost both ways. Do
+  // not wait for retransmission timeouts (lwIP's start at 1 s and back off,
+  // Linux's at 200 ms): resend what is unacknowledged now, and send three
+  // duplicate ACKs so the peer's fast retransmit resends what it sent into
+  // the void. Duplicates are harmless; TCP discards them.
+  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
+    if (pcb->state != ESTABLISHED && pcb->state != CLOSE_WAIT && pcb->state != FIN_WAIT_1 &&
+        pcb->state != FIN_WAIT_2 && pcb->state != CLOSING && pcb->state != LAST_ACK)
+      continue;
+    if (pcb->unacked != nullptr) tcp_rexmit_rto(pcb);
+    for (int i = 0; i < 3; ++i) tcp_send_empty_ack(pcb);
+    tcp_output(pcb);
+    ++impl_->counters.kicked;
   }
 }
 

@@ -42,6 +42,7 @@ class FrameSink {
 struct EngineCounters {
   uint64_t rxFrames = 0, txFrames = 0, txNoBuffer = 0, inputErrors = 0;
   uint64_t rxCopied = 0;  // frames copied out of the pool because it ran low
+  uint64_t kicked = 0;    // connections prompted to retransmit after a link outage
   uint64_t acceptNoSlot = 0, udpRxDropped = 0, badTxRecords = 0;
 };
 
@@ -119,6 +120,9 @@ class Engine {
   void inputCopy(const std::byte* data, uint32_t length);
   void setLink(bool up);
   bool linkUp() const;
+  // The link came back after an outage: every connection resends what is
+  // unacknowledged and prompts its peer to do the same (see engine.cc).
+  void kickConnections();
   uint32_t ip() const;  // host byte order
   // The MAC the netif answers ARP with (the driver's, from its registration).
   void setMac(const std::array<uint8_t, 6>& mac);
