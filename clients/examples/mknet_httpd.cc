@@ -241,12 +241,28 @@ class HttpServer {
     return events;
   }
 
+  void relisten() {
+    acceptPausedUntil_ = Clock::now() + std::chrono::milliseconds(100);
+    auto l = Listener::listen(options_.local);
+    if (!l) return;
+    if (auto r = l->setNonBlocking(); !r) return;
+    listener_ = std::move(*l);
+    std::fprintf(stderr, "mknet-httpd: listening again on %s\n", options_.local.toString().c_str());
+  }
+
   void acceptAll() {
     while (conns_.size() < options_.maxConnections) {
       auto accepted = listener_.accept(SOCK_NONBLOCK);
       if (!accepted) {
         const auto ec = accepted.error();
         if (wouldBlock(ec) || ec == std::errc::interrupted || ec == std::errc::connection_aborted) return;
+        if (ec == std::errc::invalid_argument || ec == std::errc::network_down) {
+          // The listener is gone (on mknet: the stack restarted under us).
+          // Listen again on the same address; retry every 100 ms until the
+          // network is back. Existing connections fail on their own.
+          relisten();
+          return;
+        }
         // Out of fds or memory: the listener stays readable, so pause
         // accepting briefly instead of spinning on the same error.
         reportError("accept", ec);

@@ -142,7 +142,10 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
       return s;
     }
     if (session_->dead()) {
-      *err = ECONNABORTED;
+      // The stack is gone and this listener with it: EINVAL, as Linux gives
+      // for accept() on a socket that no longer listens, so a server sees a
+      // lasting error (not a transient ECONNABORTED) and listens again.
+      *err = EINVAL;
       return nullptr;
     }
     if (nonBlocking()) {
@@ -151,7 +154,7 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
     }
     int e = 0;
     if (!session_->wait([this] { auto a = rx_.available(); return !a || *a >= sizeof(ipc::AcceptRecord); }, dl, &e)) {
-      *err = e == ETIMEDOUT ? EAGAIN : e == ECONNRESET ? ECONNABORTED : e;
+      *err = e == ETIMEDOUT ? EAGAIN : e == ECONNRESET ? EINVAL : e;
       return nullptr;
     }
   }
@@ -523,6 +526,7 @@ short ClientSocket::readiness(short want) {
   } else if (listening_) {
     auto a = rx_.available();
     if (!a || *a >= sizeof(ipc::AcceptRecord) || dead) r |= POLLIN;
+    if (dead) r |= POLLERR | POLLHUP;
   } else {
     if (!rx_.empty() || (ev & (ipc::kEvRxEof | ipc::kEvReset)) != 0 || shutRd_) r |= POLLIN | POLLRDNORM;
     if ((ev & ipc::kEvRxEof) != 0) r |= POLLRDHUP;

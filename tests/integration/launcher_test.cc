@@ -59,7 +59,7 @@ class Launcher {
   }
   ~Launcher() {
     if (::testing::Test::HasFailure()) {
-      for (const char* log : {"stack.log", "tapdrv.log", "httpd.log"})
+      for (const char* log : {"supervisor.log", "stack.log", "tapdrv.log", "httpd.log"})
         std::printf("---- %s ----\n%s\n", log, readFile(runtimeDir_ + "/" + log).c_str());
     }
     // Whatever happened above: down, then anything still recorded by PID.

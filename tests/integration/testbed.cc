@@ -334,7 +334,7 @@ void removeStaleTestState() {
     if (!std::regex_match(name, m, dirName) || !pidGone(std::stol(m[2].str()))) continue;
     if (m[1].str() == "mkl") {
       // What `deploy/mknet up` started runs detached (setsid): end it by PID.
-      for (const char* f : {"httpd.pid", "tapdrv.pid", "stack.pid"}) {
+      for (const char* f : {"supervisor.pid", "httpd.pid", "tapdrv.pid", "stack.pid"}) {
         std::string pidText = readFile(entry.path().string() + "/" + f);
         long pid = pidText.empty() ? 0 : std::atol(pidText.c_str());
         if (pid > 0 && readFile("/proc/" + std::to_string(pid) + "/cmdline").find("mknet-") != std::string::npos)
