@@ -222,7 +222,14 @@ class HttpServer {
           --i;
         }
       }
-      if (fds[0].revents & POLLIN) acceptAll();
+      if (fds[0].revents & (POLLHUP | POLLERR)) {
+        // The listener itself is gone (on mknet: the stack restarted under
+        // us). Listen again on the same address, every 100 ms until the
+        // network is back; existing connections fail on their own.
+        relisten();
+      } else if (fds[0].revents & POLLIN) {
+        acceptAll();
+      }
 
       // Idle and linger deadlines only need one-second precision.
       if (Clock::now() - lastSweep >= std::chrono::seconds(1)) {
@@ -256,13 +263,6 @@ class HttpServer {
       if (!accepted) {
         const auto ec = accepted.error();
         if (wouldBlock(ec) || ec == std::errc::interrupted || ec == std::errc::connection_aborted) return;
-        if (ec == std::errc::invalid_argument || ec == std::errc::network_down) {
-          // The listener is gone (on mknet: the stack restarted under us).
-          // Listen again on the same address; retry every 100 ms until the
-          // network is back. Existing connections fail on their own.
-          relisten();
-          return;
-        }
         // Out of fds or memory: the listener stays readable, so pause
         // accepting briefly instead of spinning on the same error.
         reportError("accept", ec);

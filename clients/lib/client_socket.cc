@@ -142,10 +142,10 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
       return s;
     }
     if (session_->dead()) {
-      // The stack is gone and this listener with it: EINVAL, as Linux gives
-      // for accept() on a socket that no longer listens, so a server sees a
-      // lasting error (not a transient ECONNABORTED) and listens again.
-      *err = EINVAL;
+      // The stack is gone and this listener with it. poll() reports the
+      // listener with POLLHUP|POLLERR, which a server can take as "listen
+      // again" (ECONNABORTED alone reads as a transient error).
+      *err = ECONNABORTED;
       return nullptr;
     }
     if (nonBlocking()) {
@@ -154,7 +154,7 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
     }
     int e = 0;
     if (!session_->wait([this] { auto a = rx_.available(); return !a || *a >= sizeof(ipc::AcceptRecord); }, dl, &e)) {
-      *err = e == ETIMEDOUT ? EAGAIN : e == ECONNRESET ? EINVAL : e;
+      *err = e == ETIMEDOUT ? EAGAIN : e == ECONNRESET ? ECONNABORTED : e;
       return nullptr;
     }
   }

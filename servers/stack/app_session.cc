@@ -105,23 +105,49 @@ void AppSession::freeSlot(uint32_t slot) {
 }
 
 EngineSocket* AppSession::open(uint32_t id) {
+  if (broken_) return nullptr;
   if (id >= use_.size() || use_[id] != SlotUse::kOpen) return nullptr;
   return sockets_[id].get();
 }
 
+void AppSession::ringBroken(uint32_t slot, const char* which) {
+  ++counters_.corruptRings;
+  if (broken_) return;
+  broken_ = true;
+  spdlog::warn("session {} (pid {}): the app broke the {} ring of socket {}; closing its session", name_, pid_,
+               which, slot);
+}
+
+void AppSession::tearDown() {
+  // An app that breaks the contract loses its whole session: every
+  // connection is reset, nothing more is read from its memory, and the
+  // library sees `closed`. The memory itself goes when the app's
+  // capability does.
+  torn_ = true;
+  region_.header()->closed.store(1, std::memory_order_release);
+  for (uint32_t i = 0; i < use_.size(); ++i) {
+    if (use_[i] != SlotUse::kFree) {
+      if (sockets_[i]) sockets_[i]->abort();
+      freeSlot(i);
+    }
+  }
+  posted_ = true;
+}
+
 uint32_t AppSession::poll(uint32_t budget) {
   uint32_t work = 0;
-  if (!broken_) {
+  if (broken_) {
+    if (!torn_) tearDown();
+    return 0;
+  }
+  {
     std::array<ipc::Notify, 64> burst;
     while (work < budget) {
       auto got = notify_.pop(burst);
       if (!got) {
-        // The app broke its own ring: it loses its session's data plane.
-        ++counters_.corruptRings;
-        broken_ = true;
-        spdlog::warn("session {} (pid {}): corrupt notify ring; closing its data plane", name_, pid_);
-        region_.header()->closed.store(1, std::memory_order_release);
-        break;
+        ringBroken(0, "notify");
+        tearDown();
+        return work;
       }
       if (*got == 0) break;
       work += *got;
@@ -172,9 +198,9 @@ void AppSession::flushWakeup() {
 kj::Promise<void> AppSession::socket(capnp::CallContext<schema::Session::SocketParams, schema::Session::SocketResults> context) {
   auto type = context.getParams().getType();
   auto res = context.getResults();
-  auto mem = allocateSlot();
+  auto mem = broken_ ? std::nullopt : allocateSlot();
   if (!mem) {
-    res.setErr(EMFILE);
+    res.setErr(broken_ ? ENETDOWN : EMFILE);
     return kj::READY_NOW;
   }
   auto s = engine_.openSocket(type == schema::SocketType::TCP ? SocketKind::kTcp : SocketKind::kUdp, *mem, *this);

@@ -51,6 +51,7 @@ class AppSession final : public SocketOwner {
   void posted() override { posted_ = true; }
   std::optional<SlotMemory> allocateSlot() override;
   void adopt(std::unique_ptr<EngineSocket> socket) override;
+  void ringBroken(uint32_t slot, const char* which) override;
 
   uint32_t openSockets() const { return openSockets_; }
   uint32_t pid() const { return pid_; }
@@ -88,7 +89,9 @@ class AppSession final : public SocketOwner {
   uint32_t openSockets_ = 0, closing_ = 0;
   bool posted_ = false;
   bool gone_ = false;
-  bool broken_ = false;  // the app broke its notify ring: no more polling
+  void tearDown();
+  bool broken_ = false;  // the app broke a ring: its session is being closed
+  bool torn_ = false;    // ...and has been
   SessionCounters counters_;
 };
 

@@ -383,7 +383,7 @@ class TcpSocket final : public EngineSocket {
   // Opens the receive window by what the app has read out of the rx ring.
   void releaseWindow() {
     auto freeBytes = rx_.freeSlots();
-    if (!freeBytes) return;  // the app corrupted its own ring; it only hurts itself
+    if (!freeBytes) return owner_.ringBroken(mem_.slot, "receive");
     uint64_t inRing = mem_.ringBytes - *freeBytes;
     uint64_t consumed = delivered_ - inRing;
     while (consumed > recved_) {
@@ -401,7 +401,11 @@ class TcpSocket final : public EngineSocket {
     for (;;) {
       std::span<std::byte> a, b;
       auto avail = tx_.readable(a, b);
-      if (!avail || *avail == 0) break;
+      if (!avail) {
+        owner_.ringBroken(mem_.slot, "send");
+        return;
+      }
+      if (*avail == 0) break;
       if (finSent_) {  // the app wrote after shutdown(SHUT_WR): its library should
         (void)tx_.consume(*avail);  // have refused; drop it
         break;
@@ -433,7 +437,8 @@ class TcpSocket final : public EngineSocket {
     if (!wrShutRequested_ || pcb_ == nullptr) return;
     if (finSent_ && !closing_) return;
     auto left = tx_.available();
-    if (left && *left != 0) return;  // FIN after the last byte the app wrote
+    if (!left) return owner_.ringBroken(mem_.slot, "send");
+    if (*left != 0) return;  // FIN after the last byte the app wrote
     err_t e = closing_ ? tcp_close(pcb_) : tcp_shutdown(pcb_, 0, 1);
     if (e != ERR_OK) return;  // out of memory: onPoll retries
     if (!finSent_) {
@@ -474,11 +479,11 @@ class TcpSocket final : public EngineSocket {
       return ERR_OK;
     }
     auto room = self->rx_.freeSlots();
-    if (!room || *room < p->tot_len) {
-      // Cannot happen while the window never exceeds the ring; if the app
-      // broke its ring, lwIP keeps the data and offers it again later.
-      return ERR_MEM;
+    if (!room) {
+      self->owner_.ringBroken(self->mem_.slot, "receive");
+      return ERR_MEM;  // lwIP keeps the data until the session is torn down
     }
+    if (*room < p->tot_len) return ERR_MEM;  // cannot happen while the window fits the ring
     for (pbuf* q = p; q != nullptr; q = q->next)
       (void)self->rx_.write(std::span<const std::byte>(static_cast<const std::byte*>(q->payload), q->len));
     self->delivered_ += p->tot_len;
@@ -553,9 +558,10 @@ class TcpSocket final : public EngineSocket {
 err_t TcpSocket::onAccept(void* arg, tcp_pcb* newpcb, err_t err) {
   auto* self = static_cast<TcpSocket*>(arg);
   if (self == nullptr || err != ERR_OK || newpcb == nullptr) return ERR_VAL;
-  std::optional<SlotMemory> mem = self->owner_.allocateSlot();
   ipc::AcceptRecord rec{};
   auto room = self->rx_.freeSlots();
+  if (!room) self->owner_.ringBroken(self->mem_.slot, "accept");
+  std::optional<SlotMemory> mem = room ? self->owner_.allocateSlot() : std::nullopt;
   if (!mem || !room || *room < sizeof rec) {
     ++self->eng_.counters.acceptNoSlot;
     tcp_abort(newpcb);
@@ -637,14 +643,14 @@ class UdpSocket final : public EngineSocket {
     for (int burst = 0; burst < 64; ++burst) {
       ipc::DatagramHeader h;
       auto got = tx_.peek(std::as_writable_bytes(std::span(&h, 1)));
-      if (!got || *got < sizeof h) break;
+      if (!got) return owner_.ringBroken(mem_.slot, "send");
+      if (*got < sizeof h) break;
       auto avail = tx_.available();
+      if (!avail) return owner_.ringBroken(mem_.slot, "send");
       if (h.length > ipc::kMaxDatagram || h.length > mem_.ringBytes - sizeof h) {
-        // A record no well-behaved library writes: discard the ring's content.
+        // A record no well-behaved library writes: the app broke the contract.
         ++eng_.counters.badTxRecords;
-        (void)tx_.consume(*avail);
-        mem_.status->error.store(EMSGSIZE, std::memory_order_relaxed);
-        break;
+        return owner_.ringBroken(mem_.slot, "send (datagram length)");
       }
       if (*avail < sizeof h + h.length) break;  // the rest is still being written
       pbuf* p = pbuf_alloc(PBUF_TRANSPORT, static_cast<u16_t>(h.length), PBUF_RAM);
@@ -678,6 +684,7 @@ class UdpSocket final : public EngineSocket {
     auto* self = static_cast<UdpSocket*>(arg);
     auto room = self->rx_.freeSlots();
     ipc::DatagramHeader h{p->tot_len, fromLwip(*addr), port, 0};
+    if (!room) self->owner_.ringBroken(self->mem_.slot, "receive");
     if (!room || *room < sizeof h + p->tot_len) {
       ++self->eng_.counters.udpRxDropped;  // like a full socket buffer on Linux
       pbuf_free(p);

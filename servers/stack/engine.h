@@ -69,6 +69,10 @@ class SocketOwner {
   virtual std::optional<SlotMemory> allocateSlot() = 0;
   // Takes ownership of a socket created for an accepted connection.
   virtual void adopt(std::unique_ptr<EngineSocket> socket) = 0;
+  // The app broke one of the socket's rings (an index out of range): the
+  // owner closes the app's session at its next turn (not from inside this
+  // call, which may come from an lwIP callback of the socket itself).
+  virtual void ringBroken(uint32_t slot, const char* which) = 0;
 };
 
 enum class SocketKind { kTcp, kUdp };

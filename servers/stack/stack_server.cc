@@ -184,6 +184,11 @@ class AdminImpl final : public schema::Admin::Server {
       stale += a->counters().staleNotify;
     }
     c.emplace_back("session_stale_notify", stale);
+    if (const ipc::RpcServerStats* rs = s_.rpcStats()) {
+      c.emplace_back("rpc_connections_accepted", rs->accepted);
+      c.emplace_back("rpc_connections_open", rs->open);
+      c.emplace_back("rpc_peer_errors", rs->peerErrors);  // garbage, oversized or malformed messages
+    }
     c.emplace_back("session_bad_notify", badNotify);
     c.emplace_back("session_corrupt_rings", corrupt);
     auto list = st.initCounters(static_cast<unsigned>(names.size()));

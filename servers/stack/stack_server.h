@@ -45,6 +45,8 @@ class StackServer {
   const StackConfig& config() const { return config_; }
   const ipc::Doorbell& bell() const { return bell_; }
   std::chrono::steady_clock::time_point started() const { return started_; }
+  // The control socket's connection counters (nullptr before it listens).
+  const ipc::RpcServerStats* rpcStats() const { return rpc_ ? &rpc_->stats() : nullptr; }
   // Which driver registration is current (drivers hold theirs; a stale
   // one's hang-up must not detach its successor).
   uint64_t driverEpoch = 0;
