@@ -1,6 +1,7 @@
 #include "flags.h"
 
 #include <charconv>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -95,6 +96,19 @@ std::optional<double> parseSeconds(std::string_view text) {
   const double value = std::strtod(copy.c_str(), &end);
   if (end != copy.c_str() + copy.size() || !std::isfinite(value) || value <= 0) return std::nullopt;
   return value;
+}
+
+void App::reportError(std::string_view what, std::error_code ec) const {
+  std::fprintf(stderr, "%s: %.*s: %s\n", name, static_cast<int>(what.size()), what.data(), ec.message().c_str());
+}
+
+int App::usageError(std::string_view message) const {
+  std::fprintf(stderr, "%s: %.*s\nTry '%s --help'.\n", name, static_cast<int>(message.size()), message.data(), name);
+  return 2;
+}
+
+bool wouldBlock(std::error_code ec) {
+  return ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block;
 }
 
 }  // namespace mknet::examples

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace mknet::examples {
 
@@ -45,5 +46,18 @@ std::optional<uint16_t> parsePort(std::string_view text);
 
 // Seconds as a positive decimal number ("30", "0.5").
 std::optional<double> parseSeconds(std::string_view text);
+
+// The messages every example prints, under the app's name.
+struct App {
+  const char* name;
+  // "NAME: WHAT: reason" on stderr.
+  void reportError(std::string_view what, std::error_code ec) const;
+  // "NAME: MESSAGE" and "Try 'NAME --help'." on stderr; returns 2, the exit
+  // code of a bad command line.
+  int usageError(std::string_view message) const;
+};
+
+// EAGAIN / EWOULDBLOCK: try again later, not a failure.
+bool wouldBlock(std::error_code ec);
 
 }  // namespace mknet::examples

@@ -95,9 +95,9 @@ double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void reportError(const char* what, std::error_code ec) {
-  std::fprintf(stderr, "mknet-bulk: %s: %s\n", what, ec.message().c_str());
-}
+constexpr App kApp{"mknet-bulk"};
+
+void reportError(std::string_view what, std::error_code ec) { kApp.reportError(what, ec); }
 
 // Sends o.bytes of the stream, ends our side, and waits for the peer to
 // close: the clock stops when the receiver has everything, not when the
@@ -221,10 +221,7 @@ int runDump(const Options& o) {
   return 0;
 }
 
-int usageError(const std::string& message) {
-  std::fprintf(stderr, "mknet-bulk: %s\nTry 'mknet-bulk --help'.\n", message.c_str());
-  return 2;
-}
+int usageError(std::string_view message) { return kApp.usageError(message); }
 
 int run(int argc, char** argv) {
   if (argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {

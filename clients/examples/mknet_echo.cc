@@ -75,13 +75,10 @@ struct Options {
   double timeout = 60;
 };
 
-void reportError(const std::string& what, std::error_code ec) {
-  std::fprintf(stderr, "mknet-echo: %s: %s\n", what.c_str(), ec.message().c_str());
-}
+constexpr App kApp{"mknet-echo"};
 
-bool wouldBlock(std::error_code ec) {
-  return ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block;
-}
+void reportError(std::string_view what, std::error_code ec) { kApp.reportError(what, ec); }
+
 
 // A seed per connection or datagram, decorrelated from its neighbours.
 uint64_t deriveSeed(uint64_t seed, uint64_t index) {
@@ -588,10 +585,7 @@ int runUdpClient(const Options& o) {
 
 // ---------------------------------------------------------------- flags
 
-int usageError(const std::string& message) {
-  std::fprintf(stderr, "mknet-echo: %s\nTry 'mknet-echo --help'.\n", message.c_str());
-  return 2;
-}
+int usageError(std::string_view message) { return kApp.usageError(message); }
 
 int run(int argc, char** argv) {
   if (argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {

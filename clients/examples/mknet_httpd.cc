@@ -71,13 +71,10 @@ struct Options {
   uint64_t maxConnections = 4096;
 };
 
-void reportError(const std::string& what, std::error_code ec) {
-  std::fprintf(stderr, "mknet-httpd: %s: %s\n", what.c_str(), ec.message().c_str());
-}
+constexpr App kApp{"mknet-httpd"};
 
-bool wouldBlock(std::error_code ec) {
-  return ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block;
-}
+void reportError(std::string_view what, std::error_code ec) { kApp.reportError(what, ec); }
+
 
 // A plain file descriptor (the document root, an open file); closed on destruction.
 class FileFd {
@@ -511,10 +508,7 @@ class HttpServer {
   std::string date_;
 };
 
-int usageError(const std::string& message) {
-  std::fprintf(stderr, "mknet-httpd: %s\nTry 'mknet-httpd --help'.\n", message.c_str());
-  return 2;
-}
+int usageError(std::string_view message) { return kApp.usageError(message); }
 
 int run(int argc, char** argv) {
   std::string error;
