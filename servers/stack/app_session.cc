@@ -71,7 +71,7 @@ void AppSession::appGone() {
   }
   region_.header()->closed.store(1, std::memory_order_release);
   spdlog::info("session closed: {} (pid {}), {} connections reset, {} still draining", name_, pid_, aborted,
-               closing_);
+               closing_.size());
 }
 
 SlotMemory AppSession::memoryOf(uint32_t slot) {
@@ -97,7 +97,7 @@ void AppSession::adopt(std::unique_ptr<EngineSocket> socket) {
 
 void AppSession::freeSlot(uint32_t slot) {
   sockets_[slot].reset();
-  if (use_[slot] == SlotUse::kClosing) --closing_;
+  if (use_[slot] == SlotUse::kClosing) std::erase(closing_, slot);
   if (use_[slot] != SlotUse::kFree) --openSockets_;
   use_[slot] = SlotUse::kFree;
   region_.status(slot)->state.store(static_cast<uint32_t>(ipc::SlotState::kFree), std::memory_order_release);
@@ -169,12 +169,12 @@ uint32_t AppSession::poll(uint32_t budget) {
       }
     }
   }
-  if (closing_ != 0) {
-    for (uint32_t i = 0; i < use_.size(); ++i) {
-      if (use_[i] == SlotUse::kClosing && sockets_[i]) {
-        sockets_[i]->pump();
-        if (sockets_[i]->finished()) freeSlot(i);
-      }
+  // Sockets the app closed that still drain: only they are visited, not
+  // every slot (the list is short; a copy, as freeSlot() edits it).
+  if (!closing_.empty()) {
+    for (uint32_t i : std::vector<uint32_t>(closing_)) {
+      sockets_[i]->pump();
+      if (sockets_[i]->finished()) freeSlot(i);
     }
   }
   return work;
@@ -267,7 +267,7 @@ kj::Promise<void> AppSession::close(capnp::CallContext<schema::Session::ClosePar
     freeSlot(id);
   } else {
     use_[id] = SlotUse::kClosing;  // drains in the background; reaped by poll()
-    ++closing_;
+    closing_.push_back(id);
   }
   context.getResults().setErr(0);
   return kj::READY_NOW;

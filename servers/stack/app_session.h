@@ -36,7 +36,7 @@ class AppSession final : public SocketOwner {
   // The app's capability was dropped (the app died or let go).
   void appGone();
   // True once the app is gone and nothing of it is left to finish.
-  bool reapable() const { return gone_ && closing_ == 0; }
+  bool reapable() const { return gone_ && closing_.empty(); }
 
   // Data plane: handles the app's notifications (bounded), reaps sockets
   // that finished closing. Returns the work found.
@@ -86,7 +86,8 @@ class AppSession final : public SocketOwner {
   std::vector<std::unique_ptr<EngineSocket>> sockets_;
   std::vector<SlotUse> use_;
   std::vector<uint32_t> freeSlots_;
-  uint32_t openSockets_ = 0, closing_ = 0;
+  uint32_t openSockets_ = 0;
+  std::vector<uint32_t> closing_;  // slots in SlotUse::kClosing
   bool posted_ = false;
   bool gone_ = false;
   void tearDown();
