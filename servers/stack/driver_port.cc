@@ -196,7 +196,7 @@ uint32_t DriverPort::poll(uint32_t budget) {
       }
       if (frame->ipv4) {
         // A source that is us or loopback: lwIP would answer itself, which
-        // it can't (see engine.cc, isLocal). Martians are dropped.
+        // it can't (see engine_lwip.h, isLocal). Martians are dropped.
         uint32_t src = frame->ipv4->src().value();
         if (src == engine_->ip() || (src >> 24) == 127) {
           ++counters_.rxMartian;

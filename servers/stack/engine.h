@@ -1,5 +1,5 @@
 // Engine: lwIP as mknet's protocol engine, behind an interface free of lwIP
-// types. Only engine.cc includes lwIP headers: Debian's lwIP must never share
+// types. Only engine.cc, tcp_socket.cc and udp_socket.cc (via engine_lwip.h) include lwIP: Debian's lwIP must never share
 // a translation unit with system socket headers (<netinet/tcp.h> redefines
 // TCP_MSS; see DESIGN.md's dependency traps).
 #pragma once

@@ -1,0 +1,462 @@
+// TcpSocket: one TCP socket of an app session on an lwIP pcb (lwIP side; see engine_lwip.h).
+#include "servers/stack/engine_lwip.h"
+
+namespace mknet::stack {
+
+using ipc::SlotState;
+
+namespace {
+
+class TcpSocket final : public EngineSocket {
+ public:
+  TcpSocket(Engine::Impl& eng, const SlotMemory& mem, SocketOwner& owner, tcp_pcb* pcb)
+      : eng_(eng), mem_(mem), owner_(owner), pcb_(pcb), rx_(mem.rx, mem.ringBytes),
+        tx_(mem.tx, mem.ringBytes) {
+    ++eng_.liveSockets;
+    attach();
+  }
+  ~TcpSocket() override {
+    if (pcb_ != nullptr) abort();
+    --eng_.liveSockets;
+  }
+
+  uint32_t slot() const override { return mem_.slot; }
+
+  int bind(uint32_t ip, uint16_t port) override {
+    if (pcb_ == nullptr) return EINVAL;
+    if (pcb_->local_port != 0) return EINVAL;  // already bound
+    ip_addr_t a = toLwip(ip);
+    int e = errnoOf(tcp_bind(pcb_, ip == 0 ? IP4_ADDR_ANY : &a, port));
+    if (e == 0) publishNames();
+    return e;
+  }
+
+  int listen(int backlog) override {
+    if (pcb_ == nullptr) return EINVAL;
+    if (listening_) return 0;  // Linux allows listen() again (backlog change)
+    if (pcb_->state != CLOSED) return EINVAL;
+    if (pcb_->local_port == 0) {
+      if (int e = errnoOf(tcp_bind(pcb_, IP4_ADDR_ANY, 0)); e != 0) return e;
+    }
+    err_t err = ERR_OK;
+    if (backlog < 1) backlog = 1;
+    if (backlog > 255) backlog = 255;
+    tcp_pcb* l = tcp_listen_with_backlog_and_err(pcb_, static_cast<u8_t>(backlog), &err);
+    if (l == nullptr) return errnoOf(err);
+    pcb_ = l;  // the old pcb was freed by lwIP
+    listening_ = true;
+    tcp_arg(pcb_, this);
+    tcp_accept(pcb_, onAccept);
+    mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpListen), std::memory_order_release);
+    publishNames();
+    return 0;
+  }
+
+  int connect(uint32_t ip, uint16_t port) override {
+    if (pcb_ == nullptr) return EINVAL;
+    if (listening_) return EISCONN;
+    if (pcb_->state == SYN_SENT) return EALREADY;
+    if (pcb_->state != CLOSED) return EISCONN;
+    if (isLocal(ip, eng_.config.ip)) return ENETUNREACH;
+    ip_addr_t a = toLwip(ip);
+    err_t err = tcp_connect(pcb_, &a, port, onConnected);
+    if (err != ERR_OK) return errnoOf(err);
+    mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpConnecting), std::memory_order_release);
+    publishNames();
+    connecting_ = true;
+    return 0;
+  }
+
+  int shutdown(bool rd, bool wr) override {
+    if (pcb_ == nullptr || listening_ || pcb_->state == CLOSED || pcb_->state == SYN_SENT) return ENOTCONN;
+    if (rd) rdShut_ = true;  // further data is discarded (Linux keeps acking it)
+    if (wr && !wrShutRequested_) {
+      wrShutRequested_ = true;
+      pump();  // the FIN follows whatever the app already wrote
+    }
+    return 0;
+  }
+
+  void close() override {
+    closing_ = true;
+    rdShut_ = true;
+    if (pcb_ == nullptr) {
+      finished_ = true;
+      return;
+    }
+    if (listening_) {
+      tcp_arg(pcb_, nullptr);
+      tcp_accept(pcb_, nullptr);
+      tcp_close(pcb_);  // a listening pcb closes at once
+      pcb_ = nullptr;
+      finished_ = true;
+      return;
+    }
+    if (lingerZero_) {
+      abort();
+      return;
+    }
+    if (pcb_->state == CLOSED || pcb_->state == SYN_SENT) {
+      // Never connected (or still connecting): nothing to deliver, nothing
+      // to say to a peer; the pcb goes at once and its port is free again.
+      tcp_pcb* p = pcb_;
+      detach();
+      if (tcp_close(p) != ERR_OK) tcp_abort(p);
+      finished_ = true;
+      return;
+    }
+    wrShutRequested_ = true;
+    pump();
+    maybeSendFin();  // also when pump() had nothing to push
+  }
+
+  void abort() override {
+    if (pcb_ != nullptr) {
+      tcp_pcb* p = pcb_;
+      detach();
+      if (listening_)
+        tcp_close(p);
+      else
+        tcp_abort(p);  // sends RST; with callbacks detached we are not called back
+    }
+    finished_ = true;
+  }
+
+  bool finished() const override { return finished_; }
+
+  int setOption(SocketOption o, int v) override {
+    switch (o) {
+      case SocketOption::kReuseAddr:
+        if (pcb_ != nullptr) {
+          if (v) ip_set_option(pcb_, SOF_REUSEADDR);
+          else ip_reset_option(pcb_, SOF_REUSEADDR);
+        }
+        reuseAddr_ = v != 0;
+        return 0;
+      case SocketOption::kKeepAlive:
+        keepAlive_ = v != 0;
+        if (pcb_ != nullptr) {
+          if (v) ip_set_option(pcb_, SOF_KEEPALIVE);
+          else ip_reset_option(pcb_, SOF_KEEPALIVE);
+        }
+        return 0;
+      case SocketOption::kNoDelay:
+        noDelay_ = v != 0;
+        if (pcb_ != nullptr && !listening_) {
+          if (v) tcp_nagle_disable(pcb_);
+          else tcp_nagle_enable(pcb_);
+        }
+        return 0;
+      case SocketOption::kKeepIdle:
+        if (v < 1 || v > 32767) return EINVAL;
+        keepIdle_ = v;
+        if (pcb_ != nullptr && !listening_) pcb_->keep_idle = static_cast<u32_t>(v) * 1000;
+        return 0;
+      case SocketOption::kKeepIntvl:
+        if (v < 1 || v > 32767) return EINVAL;
+        keepIntvl_ = v;
+        if (pcb_ != nullptr && !listening_) pcb_->keep_intvl = static_cast<u32_t>(v) * 1000;
+        return 0;
+      case SocketOption::kKeepCnt:
+        if (v < 1 || v > 127) return EINVAL;
+        keepCnt_ = v;
+        if (pcb_ != nullptr && !listening_) pcb_->keep_cnt = static_cast<u32_t>(v);
+        return 0;
+      case SocketOption::kLingerOnOff: lingerOn_ = v != 0; lingerZero_ = lingerOn_ && lingerSecs_ == 0; return 0;
+      case SocketOption::kLingerSeconds: lingerSecs_ = v; lingerZero_ = lingerOn_ && v == 0; return 0;
+      case SocketOption::kRcvBuf: case SocketOption::kSndBuf: return 0;  // fixed ring sizes
+    }
+    return ENOPROTOOPT;
+  }
+
+  int getOption(SocketOption o, int* v) const override {
+    switch (o) {
+      case SocketOption::kReuseAddr: *v = reuseAddr_; return 0;
+      case SocketOption::kKeepAlive: *v = keepAlive_; return 0;
+      case SocketOption::kNoDelay: *v = noDelay_; return 0;
+      case SocketOption::kKeepIdle: *v = keepIdle_; return 0;
+      case SocketOption::kKeepIntvl: *v = keepIntvl_; return 0;
+      case SocketOption::kKeepCnt: *v = keepCnt_; return 0;
+      case SocketOption::kLingerOnOff: *v = lingerOn_; return 0;
+      case SocketOption::kLingerSeconds: *v = lingerSecs_; return 0;
+      case SocketOption::kRcvBuf: *v = static_cast<int>(mem_.ringBytes); return 0;
+      case SocketOption::kSndBuf: *v = static_cast<int>(mem_.ringBytes); return 0;
+    }
+    return ENOPROTOOPT;
+  }
+
+  void pump() override {
+    if (pcb_ == nullptr || listening_) return;
+    releaseWindow();
+    pushTx();
+  }
+
+  // Called for accepted connections once the socket is set up.
+  void startAccepted() {
+    applyOptions();
+    mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpConnected), std::memory_order_release);
+    mem_.status->events.fetch_or(ipc::kEvConnected, std::memory_order_release);
+    publishNames();
+  }
+
+  void inheritOptions(const TcpSocket& l) {
+    noDelay_ = l.noDelay_;
+    keepAlive_ = l.keepAlive_;
+    keepIdle_ = l.keepIdle_;
+    keepIntvl_ = l.keepIntvl_;
+    keepCnt_ = l.keepCnt_;
+  }
+
+ private:
+  void attach() {
+    pcb_->snd_buf = kSendBuffer;  // nothing has been written on a new or just-accepted pcb
+    tcp_arg(pcb_, this);
+    tcp_recv(pcb_, onRecv);
+    tcp_sent(pcb_, onSent);
+    tcp_err(pcb_, onError);
+    tcp_poll(pcb_, onPoll, 2);  // every second: retry a close that ran out of memory
+  }
+  void detach() {
+    if (pcb_ == nullptr) return;
+    tcp_arg(pcb_, nullptr);
+    if (!listening_) {
+      tcp_recv(pcb_, nullptr);
+      tcp_sent(pcb_, nullptr);
+      tcp_err(pcb_, nullptr);
+      tcp_poll(pcb_, nullptr, 0);
+    } else {
+      tcp_accept(pcb_, nullptr);
+    }
+    pcb_ = nullptr;
+  }
+  void applyOptions() {
+    if (noDelay_) tcp_nagle_disable(pcb_);
+    if (keepAlive_) ip_set_option(pcb_, SOF_KEEPALIVE);
+    pcb_->keep_idle = static_cast<u32_t>(keepIdle_) * 1000;
+    pcb_->keep_intvl = static_cast<u32_t>(keepIntvl_) * 1000;
+    pcb_->keep_cnt = static_cast<u32_t>(keepCnt_);
+  }
+
+  void publishNames() {
+    if (pcb_ == nullptr) return;
+    mem_.status->localIp.store(fromLwip(pcb_->local_ip), std::memory_order_relaxed);
+    mem_.status->localPort.store(pcb_->local_port, std::memory_order_relaxed);
+    if (!listening_) {
+      mem_.status->peerIp.store(fromLwip(pcb_->remote_ip), std::memory_order_relaxed);
+      mem_.status->peerPort.store(pcb_->remote_port, std::memory_order_release);
+    }
+  }
+
+  void post() { owner_.posted(); }
+
+  void setEvent(uint32_t ev, int error = 0) {
+    if (error != 0) mem_.status->error.store(error, std::memory_order_relaxed);
+    mem_.status->events.fetch_or(ev, std::memory_order_release);
+  }
+
+  // Opens the receive window by what the app has read out of the rx ring.
+  void releaseWindow() {
+    auto freeBytes = rx_.freeSlots();
+    if (!freeBytes) return owner_.ringBroken(mem_.slot, "receive");
+    uint64_t inRing = mem_.ringBytes - *freeBytes;
+    uint64_t consumed = delivered_ - inRing;
+    while (consumed > recved_) {
+      uint64_t n = consumed - recved_;
+      if (n > 0xffff) n = 0xffff;
+      tcp_recved(pcb_, static_cast<u16_t>(n));
+      recved_ += n;
+    }
+  }
+
+  // Moves what the app wrote into lwIP, as far as lwIP's send buffer allows.
+  void pushTx() {
+    if (pcb_ == nullptr || pcb_->state == SYN_SENT || pcb_->state == CLOSED) return;
+    bool moved = false;
+    for (;;) {
+      std::span<std::byte> a, b;
+      auto avail = tx_.readable(a, b);
+      if (!avail) {
+        owner_.ringBroken(mem_.slot, "send");
+        return;
+      }
+      if (*avail == 0) break;
+      if (finSent_) {  // the app wrote after shutdown(SHUT_WR): its library should
+        (void)tx_.consume(*avail);  // have refused; drop it
+        break;
+      }
+      std::span<std::byte> run = a;
+      uint32_t room = tcp_sndbuf(pcb_);
+      if (room == 0 || tcp_sndqueuelen(pcb_) >= TCP_SND_QUEUELEN) break;
+      uint32_t n = run.size() < room ? static_cast<uint32_t>(run.size()) : room;
+      if (n > 0xffff) n = 0xffff;
+      bool more = n < *avail;
+      err_t e = tcp_write(pcb_, run.data(), static_cast<u16_t>(n),
+                          TCP_WRITE_FLAG_COPY | (more ? TCP_WRITE_FLAG_MORE : 0));
+      if (e != ERR_OK) break;  // ERR_MEM: retried from onSent
+      (void)tx_.consume(n);
+      moved = true;
+    }
+    if (moved) {
+      tcp_output(pcb_);
+      post();  // a sender blocked on a full ring can go on
+    }
+    maybeSendFin();
+  }
+
+  // Sends our FIN once the app's last byte is in lwIP: tcp_shutdown for
+  // shutdown(SHUT_WR), tcp_close for close() (also after an earlier
+  // shutdown, which sent the FIN already). After tcp_close lwIP owns the pcb
+  // and finishes the handshake and TIME_WAIT on its own.
+  void maybeSendFin() {
+    if (!wrShutRequested_ || pcb_ == nullptr) return;
+    if (finSent_ && !closing_) return;
+    auto left = tx_.available();
+    if (!left) return owner_.ringBroken(mem_.slot, "send");
+    if (*left != 0) return;  // FIN after the last byte the app wrote
+    err_t e = closing_ ? tcp_close(pcb_) : tcp_shutdown(pcb_, 0, 1);
+    if (e != ERR_OK) return;  // out of memory: onPoll retries
+    if (!finSent_) {
+      finSent_ = true;
+      setEvent(ipc::kEvTxShut);
+      post();
+    }
+    if (closing_) {
+      detach();
+      finished_ = true;
+    }
+  }
+
+  static err_t onRecv(void* arg, tcp_pcb* pcb, pbuf* p, err_t err) {
+    auto* self = static_cast<TcpSocket*>(arg);
+    if (self == nullptr) {
+      if (p != nullptr) {
+        tcp_recved(pcb, p->tot_len);
+        pbuf_free(p);
+      }
+      return ERR_OK;
+    }
+    if (p == nullptr) {  // FIN from the peer
+      self->setEvent(ipc::kEvRxEof);
+      self->post();
+      if (self->finSent_) {
+        // Both sides are done: lwIP keeps the pcb in TIME_WAIT and frees it
+        // without telling anyone, so let go of it now.
+        self->mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpClosed), std::memory_order_relaxed);
+        self->detach();
+        if (self->closing_) self->finished_ = true;
+      }
+      return ERR_OK;
+    }
+    if (self->rdShut_) {
+      tcp_recved(pcb, p->tot_len);
+      pbuf_free(p);
+      return ERR_OK;
+    }
+    auto room = self->rx_.freeSlots();
+    if (!room) {
+      self->owner_.ringBroken(self->mem_.slot, "receive");
+      return ERR_MEM;  // lwIP keeps the data until the session is torn down
+    }
+    if (*room < p->tot_len) return ERR_MEM;  // cannot happen while the window fits the ring
+    for (pbuf* q = p; q != nullptr; q = q->next)
+      (void)self->rx_.write(std::span<const std::byte>(static_cast<const std::byte*>(q->payload), q->len));
+    self->delivered_ += p->tot_len;
+    pbuf_free(p);
+    self->post();
+    return ERR_OK;
+  }
+
+  static err_t onSent(void* arg, tcp_pcb*, u16_t) {
+    auto* self = static_cast<TcpSocket*>(arg);
+    if (self != nullptr) self->pushTx();
+    return ERR_OK;
+  }
+
+  static err_t onPoll(void* arg, tcp_pcb*) {
+    auto* self = static_cast<TcpSocket*>(arg);
+    if (self != nullptr) self->pump();
+    return ERR_OK;
+  }
+
+  static void onError(void* arg, err_t err) {
+    auto* self = static_cast<TcpSocket*>(arg);
+    if (self == nullptr) return;
+    self->pcb_ = nullptr;  // lwIP already freed it
+    if (err == ERR_CLSD) {
+      // Not an error: our FIN after the peer's was acknowledged (LAST_ACK).
+      self->mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpClosed), std::memory_order_relaxed);
+      if (self->closing_) self->finished_ = true;
+      self->post();
+      return;
+    }
+    int e;
+    if (self->connecting_ && !(self->mem_.status->events.load() & ipc::kEvConnected))
+      e = err == ERR_RST ? ECONNREFUSED : ETIMEDOUT;
+    else
+      e = err == ERR_RST ? ECONNRESET : err == ERR_ABRT ? ETIMEDOUT : errnoOf(err);
+    self->mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpClosed), std::memory_order_relaxed);
+    self->setEvent(ipc::kEvReset | ipc::kEvError, e);
+    if (self->closing_) self->finished_ = true;
+    self->post();
+  }
+
+  static err_t onConnected(void* arg, tcp_pcb*, err_t err) {
+    auto* self = static_cast<TcpSocket*>(arg);
+    if (self == nullptr) return ERR_OK;
+    self->mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpConnected), std::memory_order_relaxed);
+    self->publishNames();
+    self->applyOptions();
+    self->setEvent(ipc::kEvConnected);
+    self->post();
+    self->pushTx();
+    return ERR_OK;
+  }
+
+  static err_t onAccept(void* arg, tcp_pcb* newpcb, err_t err);
+
+  Engine::Impl& eng_;
+  SlotMemory mem_;
+  SocketOwner& owner_;
+  tcp_pcb* pcb_;
+  ipc::ByteWriter rx_;
+  ipc::ByteReader tx_;
+  uint64_t delivered_ = 0, recved_ = 0;
+  bool listening_ = false, connecting_ = false, closing_ = false, finished_ = false;
+  bool rdShut_ = false, wrShutRequested_ = false, finSent_ = false;
+  bool reuseAddr_ = false, keepAlive_ = false, noDelay_ = false;
+  int keepIdle_ = 7200, keepIntvl_ = 75, keepCnt_ = 9;
+  bool lingerOn_ = false, lingerZero_ = false;
+  int lingerSecs_ = 0;
+};
+
+err_t TcpSocket::onAccept(void* arg, tcp_pcb* newpcb, err_t err) {
+  auto* self = static_cast<TcpSocket*>(arg);
+  if (self == nullptr || err != ERR_OK || newpcb == nullptr) return ERR_VAL;
+  ipc::AcceptRecord rec{};
+  auto room = self->rx_.freeSlots();
+  if (!room) self->owner_.ringBroken(self->mem_.slot, "accept");
+  std::optional<SlotMemory> mem = room ? self->owner_.allocateSlot() : std::nullopt;
+  if (!mem || !room || *room < sizeof rec) {
+    ++self->eng_.counters.acceptNoSlot;
+    tcp_abort(newpcb);
+    return ERR_ABRT;
+  }
+  auto sock = std::make_unique<TcpSocket>(self->eng_, *mem, self->owner_, newpcb);
+  sock->inheritOptions(*self);
+  sock->startAccepted();
+  rec.slot = mem->slot;
+  rec.generation = mem->status->generation.load(std::memory_order_relaxed);
+  (void)self->rx_.write(std::as_bytes(std::span(&rec, 1)));
+  self->owner_.adopt(std::move(sock));
+  self->post();
+  return ERR_OK;
+}
+
+}  // namespace
+
+std::unique_ptr<EngineSocket> makeTcpSocket(Engine::Impl& eng, const SlotMemory& mem, SocketOwner& owner,
+                                            tcp_pcb* pcb) {
+  return std::make_unique<TcpSocket>(eng, mem, owner, pcb);
+}
+
+}  // namespace mknet::stack
