@@ -10,8 +10,9 @@ Result<void> checkConfig(const SessionConfig& c) {
   if (c.maxSockets == 0 || c.maxSockets > 65536) return makeError(EINVAL, "maxSockets must be 1..65536");
   if (!isPowerOfTwo(c.ringBytes) || c.ringBytes < 4096 || c.ringBytes > (64u << 20))
     return makeError(EINVAL, "ringBytes must be a power of two in 4 KiB..64 MiB");
-  if (!isPowerOfTwo(c.notifyCapacity) || c.notifyCapacity < c.maxSockets)
-    return makeError(EINVAL, "notifyCapacity must be a power of two >= maxSockets");
+  // One pending notification per slot plus one for the control mailbox.
+  if (!isPowerOfTwo(c.notifyCapacity) || c.notifyCapacity <= c.maxSockets)
+    return makeError(EINVAL, "notifyCapacity must be a power of two > maxSockets");
   return ok();
 }
 
@@ -20,7 +21,7 @@ Result<void> checkConfig(const SessionConfig& c) {
 Result<SessionRegion> SessionRegion::create(const SessionConfig& config) {
   if (auto r = checkConfig(config); !r) return r.error();
   size_t ring = SpscRingMemory<std::byte>::bytesFor(config.ringBytes);
-  size_t bytes = sizeof(SessionHeader) + config.maxSockets * (sizeof(SlotStatus) + sizeof(SlotAppFlags)) +
+  size_t bytes = sizeof(SessionHeader) + sizeof(ControlMailbox) + config.maxSockets * (sizeof(SlotStatus) + sizeof(SlotAppFlags)) +
                  size_t{config.maxSockets} * 2 * (ring + kCacheLine) +
                  SpscRingMemory<Notify>::bytesFor(config.notifyCapacity) +
                  size_t{config.maxSockets} * 256 + 64 * 1024;  // Boost's index and names
@@ -48,6 +49,9 @@ Result<void> SessionRegion::locate(bool create) {
   auto h = get("header", sizeof(SessionHeader));
   if (!h) return h.error();
   header_ = reinterpret_cast<SessionHeader*>(h->data());
+  auto cm = get("control", sizeof(ControlMailbox));
+  if (!cm) return cm.error();
+  control_ = reinterpret_cast<ControlMailbox*>(cm->data());
   auto st = get("status", n * sizeof(SlotStatus));
   if (!st) return st.error();
   status_ = reinterpret_cast<SlotStatus*>(st->data());

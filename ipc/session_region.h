@@ -14,12 +14,12 @@
 
 namespace mknet::ipc {
 
-inline constexpr uint32_t kSessionContentVersion = 1;
+inline constexpr uint32_t kSessionContentVersion = 2;
 
 struct SessionConfig {
   uint32_t maxSockets = 256;        // socket slots per app
   uint32_t ringBytes = 256 * 1024;  // each direction, per socket; power of two
-  uint32_t notifyCapacity = 1024;   // app -> stack notifications; power of two
+  uint32_t notifyCapacity = 1024;   // app -> stack notifications; power of two > maxSockets
 };
 
 // What a slot is. Written by the stack only.
@@ -67,6 +67,56 @@ struct Notify {
   uint32_t generation;  // the slot's generation as the app knows it
 };
 
+// A Notify with this slot number means "the control mailbox holds a new
+// request" (its generation is ignored).
+inline constexpr uint32_t kControlSlot = 0xffffffffu;
+
+// The socket operations that are not data: each is one request and one
+// response through the session's ControlMailbox. They used to be Cap'n Proto
+// calls (~40-70 us each here); through shared memory they cost a ring round
+// trip, which is what makes opening and closing connections cheap.
+enum class ControlOp : uint32_t {
+  kSocket = 1,     // a = 0 TCP, 1 UDP                 -> id = slot
+  kBind = 2,       // id, ip, port                     -> ip, port (as bound)
+  kListen = 3,     // id, a = backlog
+  kConnect = 4,    // id, ip, port
+  kShutdown = 5,   // id, a = SHUT_RD/WR/RDWR
+  kClose = 6,      // id
+  kSetOption = 7,  // id, a = level, b = name, value
+  kGetOption = 8,  // id, a = level, b = name          -> value
+  kNames = 9,      // id                               -> ip, port, peerIp, peerPort
+};
+inline constexpr uint32_t kControlValueMax = 64;  // option values (int, linger, timeval) fit
+
+struct ControlRequest {
+  uint32_t op;  // ControlOp
+  uint32_t id;  // the socket's slot
+  int32_t a, b;
+  uint32_t ip, port;  // host byte order
+  uint32_t valueLength;
+  uint8_t value[kControlValueMax];
+};
+
+struct ControlResponse {
+  int32_t err;  // 0 or a Linux errno, handed to the application unchanged
+  uint32_t id;
+  uint32_t ip, port, peerIp, peerPort;
+  uint32_t valueLength;
+  uint8_t value[kControlValueMax];
+};
+
+// One request at a time per session (libmknet serializes its callers).
+struct alignas(kCacheLine) ControlMailbox {
+  // App: writes `request`, then requestSeq (release), then queues a Notify
+  // for kControlSlot. It touches neither again until responseSeq matches.
+  std::atomic<uint32_t> requestSeq;
+  ControlRequest request;
+  // Stack: copies `request` once requestSeq changed (then validates its
+  // copy), writes `response`, then responseSeq = requestSeq (release).
+  alignas(kCacheLine) std::atomic<uint32_t> responseSeq;
+  ControlResponse response;
+};
+
 // Listener rx ring records: one per accepted connection, already given its
 // own slot by the stack.
 struct AcceptRecord {
@@ -97,6 +147,15 @@ struct alignas(kCacheLine) SessionHeader {
   std::atomic<uint32_t> closed;
 };
 
+// What a stack hands an app for a session: the region, its layout, and the
+// two doorbells (over Cap'n Proto between processes, directly within one).
+struct SessionOffer {
+  UniqueFd region;
+  SessionConfig config;
+  UniqueFd toApp;    // the stack rings it
+  UniqueFd toStack;  // the app rings it
+};
+
 // The views both sides build over the region. Validated once at attach.
 class SessionRegion {
  public:
@@ -111,6 +170,7 @@ class SessionRegion {
   RingControl* rxRing(uint32_t slot) const { return rx_[slot]; }  // stack -> app bytes
   RingControl* txRing(uint32_t slot) const { return tx_[slot]; }  // app -> stack bytes
   RingControl* notifyRing() const { return notify_; }
+  ControlMailbox* control() const { return control_; }
 
   // Stack only, while the app cannot be using the slot: empties its rings and
   // flags before the slot is handed out again.
@@ -127,6 +187,7 @@ class SessionRegion {
   SlotAppFlags* appFlags_ = nullptr;
   std::vector<RingControl*> rx_, tx_;
   RingControl* notify_ = nullptr;
+  ControlMailbox* control_ = nullptr;
 };
 
 }  // namespace mknet::ipc

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <future>
 #include <thread>
 
@@ -47,8 +48,7 @@ void futexWakeAll(std::atomic<uint32_t>* word) {
 
 struct ClientSession::Control {
   std::thread thread;
-  kj::Own<const kj::Executor> executor;  // refcounted: calls after the loop exits throw DISCONNECTED
-  kj::Maybe<schema::Session::Client> session;              // control thread only
+  kj::Maybe<schema::Session::Client> session;              // control thread only: held for its lifetime
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;     // ends the control loop
 };
 
@@ -84,27 +84,20 @@ Result<std::shared_ptr<ClientSession>> ClientSession::open(const std::string& pa
       req.setAbiVersion(schema::SESSION_ABI_VERSION);
       auto resp = req.send().wait(io.waitScope);
       auto att = resp.getAttachment();
-      ipc::SessionConfig cfg;
-      cfg.maxSockets = att.getMaxSockets();
-      cfg.ringBytes = att.getRingBytes();
-      cfg.notifyCapacity = att.getEventCapacity();
       KJ_REQUIRE(att.getContentVersion() == ipc::kSessionContentVersion, "session layout version mismatch");
-      KJ_REQUIRE(cfg.maxSockets <= kMaxSockets && cfg.ringBytes <= kMaxRingBytes, "session offer too large");
+      Offer offer;
+      offer.config.maxSockets = att.getMaxSockets();
+      offer.config.ringBytes = att.getRingBytes();
+      offer.config.notifyCapacity = att.getEventCapacity();
       auto regionFd = ipc::receiveFd(att.getRegion(), "session region").wait(io.waitScope);
       auto appFd = ipc::receiveFd(att.getToApp(), "doorbell to app").wait(io.waitScope);
       auto stackFd = ipc::receiveFd(att.getToStack(), "doorbell to stack").wait(io.waitScope);
       KJ_REQUIRE(regionFd.hasValue() && appFd.hasValue() && stackFd.hasValue(), "session fds missing");
-      auto region = ipc::SessionRegion::attach(std::move(regionFd).value(), cfg);
-      if (!region) KJ_FAIL_REQUIRE("session region", region.error().message());
-      s->region_ = std::make_unique<ipc::SessionRegion>(std::move(region).value());
-      s->toApp_ = ipc::Doorbell(std::move(appFd).value());
-      s->toStack_ = ipc::Doorbell(std::move(stackFd).value());
-      auto self = s->toApp_.dupFd();
-      KJ_REQUIRE(self.hasValue(), "dup doorbell");
-      s->selfWake_ = ipc::Doorbell(std::move(self).value());
-      s->notifyRing_ = std::make_unique<ipc::SpscProducer<ipc::Notify>>(s->region_->notifyRing(), cfg.notifyCapacity);
+      offer.region = std::move(regionFd).value();
+      offer.toApp = std::move(appFd).value();
+      offer.toStack = std::move(stackFd).value();
+      if (auto a = s->attach(std::move(offer)); !a) KJ_FAIL_REQUIRE("session", a.error().message());
       s->ctl_->session = resp.getSession();
-      s->ctl_->executor = kj::getCurrentThreadExecutor().addRef();
       s->ctl_->stop = kj::mv(paf.fulfiller);
     } catch (const kj::Exception& e) {
       started.set_value(makeError(ENETDOWN, std::string("mknet: opening a session failed: ") +
@@ -129,111 +122,94 @@ Result<std::shared_ptr<ClientSession>> ClientSession::open(const std::string& pa
   return self;
 }
 
+Result<std::shared_ptr<ClientSession>> ClientSession::openLocal(Offer offer) {
+  std::shared_ptr<ClientSession> self(new ClientSession());
+  if (auto a = self->attach(std::move(offer)); !a) return a.error();
+  return self;
+}
+
+Result<void> ClientSession::attach(Offer offer) {
+  const ipc::SessionConfig& cfg = offer.config;
+  if (cfg.maxSockets > kMaxSockets || cfg.ringBytes > kMaxRingBytes)
+    return makeError(EPROTO, "session offer too large");
+  auto region = ipc::SessionRegion::attach(std::move(offer.region), cfg);
+  if (!region) return region.error();
+  region_ = std::make_unique<ipc::SessionRegion>(std::move(region).value());
+  toApp_ = ipc::Doorbell(std::move(offer.toApp));
+  toStack_ = ipc::Doorbell(std::move(offer.toStack));
+  auto self = toApp_.dupFd();
+  if (!self) return self.error();
+  selfWake_ = ipc::Doorbell(std::move(self).value());
+  notifyRing_ = std::make_unique<ipc::SpscProducer<ipc::Notify>>(region_->notifyRing(), cfg.notifyCapacity);
+  controlSeq_ = region_->control()->requestSeq.load(std::memory_order_relaxed);
+  return ok();
+}
+
 ControlReply ClientSession::call(const Request& r) {
-  if (dead() || !ctl_->executor) return ControlReply(ECONNRESET);
-  try {
-    return ctl_->executor->executeSync([this, &r]() -> kj::Promise<ControlReply> {
-      KJ_IF_MAYBE(cap, ctl_->session) {
-        schema::Session::Client& s = *cap;
-        switch (r.op) {
-          case Op::kSocket: {
-            auto q = s.socketRequest();
-            q.setType(r.a == 0 ? schema::SocketType::TCP : schema::SocketType::UDP);
-            return q.send().then([](auto p) { return ControlReply(p.getErr(), p.getId()); });
-          }
-          case Op::kBind: {
-            auto q = s.bindRequest();
-            q.setId(r.id);
-            q.initAddr().setIp(r.ip);
-            q.getAddr().setPort(static_cast<uint16_t>(r.port));
-            return q.send().then([](auto p) {
-              ControlReply c{p.getErr()};
-              c.ip = p.getBound().getIp();
-              c.port = p.getBound().getPort();
-              return c;
-            });
-          }
-          case Op::kListen: {
-            auto q = s.listenRequest();
-            q.setId(r.id);
-            q.setBacklog(r.a);
-            return q.send().then([](auto p) { return ControlReply(p.getErr()); });
-          }
-          case Op::kConnect: {
-            auto q = s.connectRequest();
-            q.setId(r.id);
-            q.initAddr().setIp(r.ip);
-            q.getAddr().setPort(static_cast<uint16_t>(r.port));
-            return q.send().then([](auto p) { return ControlReply(p.getErr()); });
-          }
-          case Op::kShutdown: {
-            auto q = s.shutdownRequest();
-            q.setId(r.id);
-            q.setHow(r.a);
-            return q.send().then([](auto p) { return ControlReply(p.getErr()); });
-          }
-          case Op::kClose: {
-            auto q = s.closeRequest();
-            q.setId(r.id);
-            return q.send().then([](auto p) { return ControlReply(p.getErr()); });
-          }
-          case Op::kSetOption: {
-            auto q = s.setOptionRequest();
-            q.setId(r.id);
-            q.setLevel(r.a);
-            q.setName(r.b);
-            q.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r.value.data()), r.value.size()));
-            return q.send().then([](auto p) { return ControlReply(p.getErr()); });
-          }
-          case Op::kGetOption: {
-            auto q = s.getOptionRequest();
-            q.setId(r.id);
-            q.setLevel(r.a);
-            q.setName(r.b);
-            return q.send().then([](auto p) {
-              ControlReply c{p.getErr()};
-              auto v = p.getValue();
-              c.value.assign(reinterpret_cast<const char*>(v.begin()), v.size());
-              return c;
-            });
-          }
-          case Op::kNames: {
-            auto q = s.namesRequest();
-            q.setId(r.id);
-            return q.send().then([](auto p) {
-              ControlReply c{p.getErr()};
-              c.ip = p.getLocal().getIp();
-              c.port = p.getLocal().getPort();
-              c.peerIp = p.getPeer().getIp();
-              c.peerPort = p.getPeer().getPort();
-              return c;
-            });
-          }
-        }
-      }
-      return ControlReply(ECONNRESET);
-    });
-  } catch (const kj::Exception&) {
-    // The connection or the control loop is gone: the stack died.
-    dead_.store(true, std::memory_order_release);
-    return ControlReply(ECONNRESET);
+  if (dead()) return ControlReply(ECONNRESET);
+  ipc::ControlRequest q{};
+  switch (r.op) {
+    case Op::kSocket: q.op = static_cast<uint32_t>(ipc::ControlOp::kSocket); break;
+    case Op::kBind: q.op = static_cast<uint32_t>(ipc::ControlOp::kBind); break;
+    case Op::kListen: q.op = static_cast<uint32_t>(ipc::ControlOp::kListen); break;
+    case Op::kConnect: q.op = static_cast<uint32_t>(ipc::ControlOp::kConnect); break;
+    case Op::kShutdown: q.op = static_cast<uint32_t>(ipc::ControlOp::kShutdown); break;
+    case Op::kClose: q.op = static_cast<uint32_t>(ipc::ControlOp::kClose); break;
+    case Op::kSetOption: q.op = static_cast<uint32_t>(ipc::ControlOp::kSetOption); break;
+    case Op::kGetOption: q.op = static_cast<uint32_t>(ipc::ControlOp::kGetOption); break;
+    case Op::kNames: q.op = static_cast<uint32_t>(ipc::ControlOp::kNames); break;
   }
+  q.id = r.id;
+  q.a = r.a;
+  q.b = r.b;
+  q.ip = r.ip;
+  q.port = r.port;
+  if (r.value.size() > ipc::kControlValueMax) return ControlReply(EINVAL);
+  q.valueLength = static_cast<uint32_t>(r.value.size());
+  std::memcpy(q.value, r.value.data(), r.value.size());
+
+  std::lock_guard<std::mutex> g(controlMu_);
+  ipc::ControlMailbox* box = region_->control();
+  std::memcpy(&box->request, &q, sizeof q);
+  const uint32_t seq = ++controlSeq_;
+  box->requestSeq.store(seq, std::memory_order_release);
+  if (!pushNotify(ipc::Notify{ipc::kControlSlot, seq})) return ControlReply(ECONNRESET);
+  auto answered = [box, seq] { return box->responseSeq.load(std::memory_order_acquire) == seq; };
+  int err = 0;
+  // A signal does not cancel a control call half-way: the stack may already
+  // have done it (a close, a connect), so wait for the answer regardless.
+  while (!wait(answered, std::chrono::steady_clock::time_point::max(), &err)) {
+    if (err != EINTR) return ControlReply(ECONNRESET);
+  }
+  ipc::ControlResponse resp;
+  std::memcpy(&resp, &box->response, sizeof resp);  // our copy
+  ControlReply c{resp.err, resp.id};
+  c.ip = resp.ip;
+  c.port = resp.port;
+  c.peerIp = resp.peerIp;
+  c.peerPort = resp.peerPort;
+  c.value.assign(reinterpret_cast<const char*>(resp.value), std::min<uint32_t>(resp.valueLength, ipc::kControlValueMax));
+  return c;
+}
+
+bool ClientSession::pushNotify(const ipc::Notify& n) {
+  bool ring = false;
+  {
+    std::lock_guard<std::mutex> g(notifyMu_);
+    auto pushed = notifyRing_->push(n);
+    if (!pushed || *pushed != 1) return false;
+    ring = notifyRing_->consumerNeedsWakeup();
+  }
+  if (ring) toStack_.ring();
+  return true;
 }
 
 void ClientSession::notify(uint32_t slot, uint32_t generation) {
   ipc::SlotAppFlags* f = region_->appFlags(slot);
   if (f->notifyPending.exchange(1, std::memory_order_seq_cst) != 0) return;  // already queued
-  bool ring = false;
-  {
-    std::lock_guard<std::mutex> g(notifyMu_);
-    ipc::Notify n{slot, generation};
-    auto pushed = notifyRing_->push(n);
-    // The ring holds one entry per slot at most (notifyPending), so it is
-    // never full unless the stack is gone.
-    if (pushed && *pushed == 1) ring = notifyRing_->consumerNeedsWakeup();
-    else f->notifyPending.store(0, std::memory_order_relaxed);
-  }
-  if (ring) toStack_.ring();
+  // The ring holds one entry per slot at most (notifyPending) plus one for
+  // the control mailbox, so it is never full unless the stack is gone.
+  if (!pushNotify(ipc::Notify{slot, generation})) f->notifyPending.store(0, std::memory_order_relaxed);
 }
 
 void ClientSession::consumeWake() {
@@ -296,13 +272,9 @@ bool ClientSession::wait(const std::function<bool()>& ready, std::chrono::steady
   }
 }
 
-Result<std::shared_ptr<ClientSession>> currentSession() {
-  // Leaked on purpose: sockets may be used from atexit handlers and other
-  // threads while static destructors run.
-  static std::mutex* mu = new std::mutex;
-  static std::shared_ptr<ClientSession>* current = new std::shared_ptr<ClientSession>;
-  std::lock_guard<std::mutex> g(*mu);
-  if (*current && !(*current)->dead()) return *current;
+namespace {
+
+Result<std::shared_ptr<ClientSession>> openOverSocket() {
   const char* p = std::getenv("MKNET_STACK_SOCKET");
   std::string path;
   if (p != nullptr && *p != '\0') {
@@ -311,7 +283,24 @@ Result<std::shared_ptr<ClientSession>> currentSession() {
     const char* rd = std::getenv("MKNET_RUNTIME_DIR");
     path = std::string(rd != nullptr && *rd != '\0' ? rd : "/run/mknet") + "/stack.sock";
   }
-  auto s = ClientSession::open(path);
+  return ClientSession::open(path);
+}
+
+std::atomic<SessionOpener> gOpener{nullptr};
+
+}  // namespace
+
+void setSessionOpener(SessionOpener opener) { gOpener.store(opener, std::memory_order_release); }
+
+Result<std::shared_ptr<ClientSession>> currentSession() {
+  // Leaked on purpose: sockets may be used from atexit handlers and other
+  // threads while static destructors run.
+  static std::mutex* mu = new std::mutex;
+  static std::shared_ptr<ClientSession>* current = new std::shared_ptr<ClientSession>;
+  std::lock_guard<std::mutex> g(*mu);
+  if (*current && !(*current)->dead()) return *current;
+  SessionOpener opener = gOpener.load(std::memory_order_acquire);
+  auto s = opener != nullptr ? opener() : openOverSocket();
   if (!s) return s.error();
   *current = *s;
   return *current;

@@ -1,7 +1,10 @@
-// ClientSession: one process's session with the stack. A control thread owns
-// the Cap'n Proto connection (one kj event loop per thread); app threads use
-// the shared memory directly and reach the control plane through the control
-// thread's kj::Executor only for the rare socket operations.
+// ClientSession: one process's session with the stack. Data and socket
+// operations both go through the session's shared memory (rings, control
+// mailbox). In the multi-process arrangement a control thread holds the
+// Cap'n Proto connection the session was opened over: its hang-up is how the
+// stack learns that the app died, and how the app learns that the stack did.
+// In the single-process arrangement the session comes from an in-process
+// stack and no connection exists.
 #pragma once
 
 #include <atomic>
@@ -15,6 +18,7 @@
 #include "ipc/doorbell.h"
 #include "ipc/result.h"
 #include "ipc/session_region.h"
+#include "ipc/unique_fd.h"
 
 namespace mknet::client {
 
@@ -33,6 +37,10 @@ class ClientSession {
   // Connects to the stack at `path` and opens a session. ENETDOWN-style
   // errors (no stack, refused, version mismatch) come back as Error.
   static Result<std::shared_ptr<ClientSession>> open(const std::string& path);
+
+  // A session handed over directly by a stack in this same process.
+  using Offer = ipc::SessionOffer;
+  static Result<std::shared_ptr<ClientSession>> openLocal(Offer offer);
   ~ClientSession();
 
   // True once the stack is gone or closed the session: every socket of this
@@ -42,9 +50,9 @@ class ClientSession {
            region_->header()->closed.load(std::memory_order_acquire) != 0;
   }
 
-  // Control calls, executed on the control thread. `fill` builds the request
-  // (a schema::Session::Client call) and returns its promise mapped to a
-  // ControlReply. On a dead session: ControlReply{ECONNRESET}.
+  // A control call through the session's mailbox: one at a time (callers
+  // queue on a mutex), never interrupted half-way (a signal does not cancel
+  // it). On a dead session: ControlReply{ECONNRESET}.
   enum class Op { kSocket, kBind, kListen, kConnect, kShutdown, kClose, kSetOption, kGetOption, kNames };
   struct Request {
     explicit Request(Op o, uint32_t i = 0) : op(o), id(i) {}
@@ -59,6 +67,9 @@ class ClientSession {
   // Tells the stack to look at `slot` (new tx data, or rx space freed),
   // coalesced through the slot's notifyPending flag. Thread-safe.
   void notify(uint32_t slot, uint32_t generation);
+  // Queues any notification for the stack, ringing it if it sleeps. False
+  // if the ring is full (only when the stack is gone). Thread-safe.
+  bool pushNotify(const ipc::Notify& n);
 
   // Blocks until ready() is true, the deadline passes (false, ETIMEDOUT in
   // *err), the session dies (false, ECONNRESET), or a signal arrives (false,
@@ -77,12 +88,15 @@ class ClientSession {
  private:
   struct Control;  // the Cap'n Proto side, kept out of this header
   ClientSession();
+  Result<void> attach(Offer offer);
 
   std::unique_ptr<ipc::SessionRegion> region_;
   ipc::Doorbell toApp_, toStack_;
   ipc::Doorbell selfWake_;  // a dup of toApp_, rung by us when the stack dies
   std::mutex notifyMu_;
   std::unique_ptr<ipc::SpscProducer<ipc::Notify>> notifyRing_;
+  std::mutex controlMu_;      // one control request at a time
+  uint32_t controlSeq_ = 0;   // under controlMu_
 
   std::atomic<bool> dead_{false};
   std::atomic<bool> leader_{false};     // one thread sleeps on the eventfd...
@@ -94,5 +108,11 @@ class ClientSession {
 // The process's current session, opened lazily and replaced when it dies.
 // Errors: ENETDOWN when the stack cannot be reached.
 Result<std::shared_ptr<ClientSession>> currentSession();
+
+// How currentSession() opens a session. By default: over the stack's control
+// socket (MKNET_STACK_SOCKET, or MKNET_RUNTIME_DIR/stack.sock). The
+// single-process wiring (servers/inprocess) installs its own.
+using SessionOpener = Result<std::shared_ptr<ClientSession>> (*)();
+void setSessionOpener(SessionOpener opener);
 
 }  // namespace mknet::client

@@ -1,34 +1,17 @@
 @0xd9c6ec3292edf9fa;
-# App sessions: the control plane between libmknet and the stack. Data never
-# crosses here: it moves through the session's shared-memory rings.
+# App sessions: how libmknet opens a session with the stack. Neither data nor
+# socket operations cross here: both go through the session's shared memory.
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("mknet::schema");
 using Common = import "common.capnp";
 
-const sessionAbiVersion :UInt32 = 1;
+const sessionAbiVersion :UInt32 = 2;
 
-enum SocketType {
-  tcp @0;
-  udp @1;
-}
-
-struct SockAddr {
-  ip @0 :UInt32;     # IPv4, host byte order
-  port @1 :UInt16;   # host byte order
-}
-
-# Every call answers with `err`: 0 on success, else a Linux errno value, so
-# libmknet can hand it to the application unchanged.
+# The app's session. It has no methods: socket operations go through the
+# control mailbox in the session's shared memory (ipc/session_region.h),
+# data through its rings. The capability lives as long as the app's
+# connection, so when the app dies the stack learns it from the hang-up.
 interface Session {
-  socket @0 (type :SocketType) -> (err :Int32, id :UInt32, slot :UInt32);
-  bind @1 (id :UInt32, addr :SockAddr) -> (err :Int32, bound :SockAddr);
-  listen @2 (id :UInt32, backlog :Int32) -> (err :Int32);
-  connect @3 (id :UInt32, addr :SockAddr) -> (err :Int32);
-  shutdown @4 (id :UInt32, how :Int32) -> (err :Int32);
-  close @5 (id :UInt32) -> (err :Int32);
-  setOption @6 (id :UInt32, level :Int32, name :Int32, value :Data) -> (err :Int32);
-  getOption @7 (id :UInt32, level :Int32, name :Int32) -> (err :Int32, value :Data);
-  names @8 (id :UInt32) -> (err :Int32, local :SockAddr, peer :SockAddr);
 }
 
 struct SessionAttachment {

@@ -25,6 +25,7 @@ void SessionRegistry::reap() {
       retired.badNotify += owned_[i]->counters().badNotify;
       retired.staleNotify += owned_[i]->counters().staleNotify;
       retired.corruptRings += owned_[i]->counters().corruptRings;
+      retired.badControl += owned_[i]->counters().badControl;
       view_.erase(std::remove(view_.begin(), view_.end(), owned_[i].get()), view_.end());
       owned_.erase(owned_.begin() + static_cast<long>(i));
       ++closed;
@@ -153,6 +154,10 @@ uint32_t AppSession::poll(uint32_t budget) {
       work += *got;
       for (uint32_t k = 0; k < *got; ++k) {
         const ipc::Notify n = burst[k];  // our copy; validated here
+        if (n.slot == ipc::kControlSlot) {
+          serveControl();
+          continue;
+        }
         if (n.slot >= use_.size()) {
           ++counters_.badNotify;  // no well-behaved library names a slot that doesn't exist
           continue;
@@ -195,84 +200,6 @@ void AppSession::flushWakeup() {
 
 // ------------------------------------------------------------ control plane
 
-kj::Promise<void> AppSession::socket(capnp::CallContext<schema::Session::SocketParams, schema::Session::SocketResults> context) {
-  auto type = context.getParams().getType();
-  auto res = context.getResults();
-  auto mem = broken_ ? std::nullopt : allocateSlot();
-  if (!mem) {
-    res.setErr(broken_ ? ENETDOWN : EMFILE);
-    return kj::READY_NOW;
-  }
-  auto s = engine_.openSocket(type == schema::SocketType::TCP ? SocketKind::kTcp : SocketKind::kUdp, *mem, *this);
-  if (!s) {
-    freeSlot(mem->slot);
-    res.setErr(ENOMEM);
-    return kj::READY_NOW;
-  }
-  sockets_[mem->slot] = std::move(s);
-  res.setErr(0);
-  res.setId(mem->slot);
-  res.setSlot(mem->slot);
-  return kj::READY_NOW;
-}
-
-kj::Promise<void> AppSession::bind(capnp::CallContext<schema::Session::BindParams, schema::Session::BindResults> context) {
-  auto p = context.getParams();
-  EngineSocket* s = open(p.getId());
-  context.getResults().setErr(s == nullptr ? EBADF : s->bind(p.getAddr().getIp(), p.getAddr().getPort()));
-  if (s != nullptr) {
-    auto b = context.getResults().initBound();
-    b.setIp(region_.status(p.getId())->localIp.load());
-    b.setPort(static_cast<uint16_t>(region_.status(p.getId())->localPort.load()));
-  }
-  return kj::READY_NOW;
-}
-
-kj::Promise<void> AppSession::listen(capnp::CallContext<schema::Session::ListenParams, schema::Session::ListenResults> context) {
-  auto p = context.getParams();
-  EngineSocket* s = open(p.getId());
-  context.getResults().setErr(s == nullptr ? EBADF : s->listen(p.getBacklog()));
-  return kj::READY_NOW;
-}
-
-kj::Promise<void> AppSession::connect(capnp::CallContext<schema::Session::ConnectParams, schema::Session::ConnectResults> context) {
-  auto p = context.getParams();
-  EngineSocket* s = open(p.getId());
-  context.getResults().setErr(s == nullptr ? EBADF : s->connect(p.getAddr().getIp(), p.getAddr().getPort()));
-  posted_ = true;
-  return kj::READY_NOW;
-}
-
-kj::Promise<void> AppSession::shutdown(capnp::CallContext<schema::Session::ShutdownParams, schema::Session::ShutdownResults> context) {
-  auto p = context.getParams();
-  EngineSocket* s = open(p.getId());
-  int how = p.getHow();
-  int err = EBADF;
-  if (s != nullptr) {
-    err = how < 0 || how > 2 ? EINVAL : s->shutdown(how == SHUT_RD || how == SHUT_RDWR, how == SHUT_WR || how == SHUT_RDWR);
-  }
-  context.getResults().setErr(err);
-  return kj::READY_NOW;
-}
-
-kj::Promise<void> AppSession::close(capnp::CallContext<schema::Session::CloseParams, schema::Session::CloseResults> context) {
-  uint32_t id = context.getParams().getId();
-  EngineSocket* s = open(id);
-  if (s == nullptr) {
-    context.getResults().setErr(EBADF);
-    return kj::READY_NOW;
-  }
-  s->close();
-  if (s->finished()) {
-    freeSlot(id);
-  } else {
-    use_[id] = SlotUse::kClosing;  // drains in the background; reaped by poll()
-    closing_.push_back(id);
-  }
-  context.getResults().setErr(0);
-  return kj::READY_NOW;
-}
-
 namespace {
 
 // Maps a Linux (level, name) to what the engine implements. Options that
@@ -298,85 +225,111 @@ std::optional<SocketOption> optionOf(int level, int name) {
 
 }  // namespace
 
-kj::Promise<void> AppSession::setOption(capnp::CallContext<schema::Session::SetOptionParams, schema::Session::SetOptionResults> context) {
-  auto p = context.getParams();
-  EngineSocket* s = open(p.getId());
-  auto res = context.getResults();
-  if (s == nullptr) {
-    res.setErr(EBADF);
-    return kj::READY_NOW;
-  }
-  auto value = p.getValue();
-  if (p.getLevel() == SOL_SOCKET && p.getName() == SO_LINGER) {
-    struct linger l {};
-    if (value.size() < sizeof l) {
-      res.setErr(EINVAL);
-      return kj::READY_NOW;
+void AppSession::serveControl() {
+  ipc::ControlMailbox* box = region_.control();
+  uint32_t seq = box->requestSeq.load(std::memory_order_acquire);
+  if (seq == controlSeq_ || broken_) return;  // nothing new (a duplicate notification)
+  ipc::ControlRequest request;
+  std::memcpy(&request, &box->request, sizeof request);  // our copy; the app may scribble on its own
+  ipc::ControlResponse response = control(request);
+  std::memcpy(&box->response, &response, sizeof response);
+  box->responseSeq.store(seq, std::memory_order_release);
+  controlSeq_ = seq;
+  posted_ = true;  // wakes the app if it sleeps waiting for the answer
+}
+
+ipc::ControlResponse AppSession::control(const ipc::ControlRequest& q) {
+  ipc::ControlResponse r{};
+  auto fail = [&r](int err) {
+    r.err = err;
+    return r;
+  };
+  using Op = ipc::ControlOp;
+  const auto op = static_cast<Op>(q.op);
+  if (op == Op::kSocket) {
+    if (q.a != 0 && q.a != 1) return fail(EINVAL);
+    auto mem = allocateSlot();
+    if (!mem) return fail(EMFILE);
+    auto s = engine_.openSocket(q.a == 0 ? SocketKind::kTcp : SocketKind::kUdp, *mem, *this);
+    if (!s) {
+      freeSlot(mem->slot);
+      return fail(ENOMEM);
     }
-    std::memcpy(&l, value.begin(), sizeof l);
-    s->setOption(SocketOption::kLingerSeconds, l.l_linger);
-    res.setErr(s->setOption(SocketOption::kLingerOnOff, l.l_onoff));
-    return kj::READY_NOW;
+    sockets_[mem->slot] = std::move(s);
+    r.id = mem->slot;
+    return r;
   }
-  auto o = optionOf(p.getLevel(), p.getName());
-  if (!o) {
-    res.setErr(ENOPROTOOPT);
-    return kj::READY_NOW;
+  EngineSocket* s = open(q.id);
+  if (s == nullptr) return fail(EBADF);
+  const ipc::SlotStatus* st = region_.status(q.id);
+  switch (op) {
+    case Op::kBind:
+      r.err = s->bind(q.ip, q.port);
+      r.ip = st->localIp.load(std::memory_order_relaxed);
+      r.port = st->localPort.load(std::memory_order_relaxed);
+      return r;
+    case Op::kListen: return fail(s->listen(q.a));
+    case Op::kConnect:
+      r.err = s->connect(q.ip, q.port);
+      posted_ = true;
+      return r;
+    case Op::kShutdown:
+      if (q.a < 0 || q.a > 2) return fail(EINVAL);
+      return fail(s->shutdown(q.a == SHUT_RD || q.a == SHUT_RDWR, q.a == SHUT_WR || q.a == SHUT_RDWR));
+    case Op::kClose:
+      s->close();
+      if (s->finished()) {
+        freeSlot(q.id);
+      } else {
+        use_[q.id] = SlotUse::kClosing;  // drains in the background; reaped by poll()
+        closing_.push_back(q.id);
+      }
+      return r;
+    case Op::kSetOption: {
+      if (q.valueLength > ipc::kControlValueMax) return fail(EINVAL);
+      if (q.a == SOL_SOCKET && q.b == SO_LINGER) {
+        struct linger l {};
+        if (q.valueLength < sizeof l) return fail(EINVAL);
+        std::memcpy(&l, q.value, sizeof l);
+        s->setOption(SocketOption::kLingerSeconds, l.l_linger);
+        return fail(s->setOption(SocketOption::kLingerOnOff, l.l_onoff));
+      }
+      auto o = optionOf(q.a, q.b);
+      if (!o) return fail(ENOPROTOOPT);
+      int v = 0;
+      if (q.valueLength < sizeof v) return fail(EINVAL);
+      std::memcpy(&v, q.value, sizeof v);
+      return fail(s->setOption(*o, v));
+    }
+    case Op::kGetOption: {
+      if (q.a == SOL_SOCKET && q.b == SO_LINGER) {
+        struct linger l {};
+        s->getOption(SocketOption::kLingerOnOff, &l.l_onoff);
+        s->getOption(SocketOption::kLingerSeconds, &l.l_linger);
+        std::memcpy(r.value, &l, sizeof l);
+        r.valueLength = sizeof l;
+        return r;
+      }
+      auto o = optionOf(q.a, q.b);
+      if (!o) return fail(ENOPROTOOPT);
+      int v = 0;
+      r.err = s->getOption(*o, &v);
+      if (r.err == 0) {
+        std::memcpy(r.value, &v, sizeof v);
+        r.valueLength = sizeof v;
+      }
+      return r;
+    }
+    case Op::kNames:
+      r.ip = st->localIp.load(std::memory_order_relaxed);
+      r.port = st->localPort.load(std::memory_order_relaxed);
+      r.peerIp = st->peerIp.load(std::memory_order_relaxed);
+      r.peerPort = st->peerPort.load(std::memory_order_relaxed);
+      return r;
+    case Op::kSocket: break;  // handled above
   }
-  int v = 0;
-  if (value.size() < sizeof v) {
-    res.setErr(EINVAL);
-    return kj::READY_NOW;
-  }
-  std::memcpy(&v, value.begin(), sizeof v);
-  res.setErr(s->setOption(*o, v));
-  return kj::READY_NOW;
-}
-
-kj::Promise<void> AppSession::getOption(capnp::CallContext<schema::Session::GetOptionParams, schema::Session::GetOptionResults> context) {
-  auto p = context.getParams();
-  EngineSocket* s = open(p.getId());
-  auto res = context.getResults();
-  if (s == nullptr) {
-    res.setErr(EBADF);
-    return kj::READY_NOW;
-  }
-  if (p.getLevel() == SOL_SOCKET && p.getName() == SO_LINGER) {
-    struct linger l {};
-    s->getOption(SocketOption::kLingerOnOff, &l.l_onoff);
-    s->getOption(SocketOption::kLingerSeconds, &l.l_linger);
-    res.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&l), sizeof l));
-    res.setErr(0);
-    return kj::READY_NOW;
-  }
-  auto o = optionOf(p.getLevel(), p.getName());
-  if (!o) {
-    res.setErr(ENOPROTOOPT);
-    return kj::READY_NOW;
-  }
-  int v = 0;
-  int err = s->getOption(*o, &v);
-  res.setErr(err);
-  if (err == 0) res.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&v), sizeof v));
-  return kj::READY_NOW;
-}
-
-kj::Promise<void> AppSession::names(capnp::CallContext<schema::Session::NamesParams, schema::Session::NamesResults> context) {
-  uint32_t id = context.getParams().getId();
-  auto res = context.getResults();
-  if (open(id) == nullptr) {
-    res.setErr(EBADF);
-    return kj::READY_NOW;
-  }
-  const ipc::SlotStatus* st = region_.status(id);
-  auto l = res.initLocal();
-  l.setIp(st->localIp.load());
-  l.setPort(static_cast<uint16_t>(st->localPort.load()));
-  auto r = res.initPeer();
-  r.setIp(st->peerIp.load());
-  r.setPort(static_cast<uint16_t>(st->peerPort.load()));
-  res.setErr(0);
-  return kj::READY_NOW;
+  ++counters_.badControl;  // no well-behaved library sends an unknown operation
+  return fail(EINVAL);
 }
 
 }  // namespace mknet::stack

@@ -1,9 +1,8 @@
 // AppSession: one application's session with the stack — its shared memory,
-// its sockets, and the handlers of the Cap'n Proto Session interface for the
-// rare control operations. The capability (SessionCap) is a thin forwarder:
-// when the app dies its connection closes, Cap'n Proto drops the capability,
-// and appGone() resets every connection the app still had open (RST to the
-// peers). Sockets the app had already closed finish sending what it wrote,
+// its sockets, and the handler of its control mailbox (socket, bind,
+// connect, close...). When the app dies its capability (SessionCap) is
+// dropped and appGone() resets every connection the app still had open (RST
+// to the peers). Sockets the app had already closed finish sending what it wrote,
 // as on Linux; the registry frees the session once they are done.
 #pragma once
 
@@ -25,6 +24,7 @@ struct SessionCounters {
   uint64_t badNotify = 0;    // notifications naming a slot that doesn't exist
   uint64_t staleNotify = 0;  // for a socket closed since (normal)
   uint64_t corruptRings = 0;
+  uint64_t badControl = 0;   // control requests with an unknown operation
 };
 
 class AppSession final : public SocketOwner {
@@ -37,6 +37,8 @@ class AppSession final : public SocketOwner {
   void appGone();
   // True once the app is gone and nothing of it is left to finish.
   bool reapable() const { return gone_ && closing_.empty(); }
+  // True while sockets the app closed still have data to deliver.
+  bool draining() const { return !closing_.empty(); }
 
   // Data plane: handles the app's notifications (bounded), reaps sockets
   // that finished closing. Returns the work found.
@@ -58,17 +60,10 @@ class AppSession final : public SocketOwner {
   const std::string& name() const { return name_; }
   const SessionCounters& counters() const { return counters_; }
 
-  // Control-plane handlers (called by SessionCap).
-  using S = schema::Session::Server;
-  kj::Promise<void> socket(capnp::CallContext<schema::Session::SocketParams, schema::Session::SocketResults> context);
-  kj::Promise<void> bind(capnp::CallContext<schema::Session::BindParams, schema::Session::BindResults> context);
-  kj::Promise<void> listen(capnp::CallContext<schema::Session::ListenParams, schema::Session::ListenResults> context);
-  kj::Promise<void> connect(capnp::CallContext<schema::Session::ConnectParams, schema::Session::ConnectResults> context);
-  kj::Promise<void> shutdown(capnp::CallContext<schema::Session::ShutdownParams, schema::Session::ShutdownResults> context);
-  kj::Promise<void> close(capnp::CallContext<schema::Session::CloseParams, schema::Session::CloseResults> context);
-  kj::Promise<void> setOption(capnp::CallContext<schema::Session::SetOptionParams, schema::Session::SetOptionResults> context);
-  kj::Promise<void> getOption(capnp::CallContext<schema::Session::GetOptionParams, schema::Session::GetOptionResults> context);
-  kj::Promise<void> names(capnp::CallContext<schema::Session::NamesParams, schema::Session::NamesResults> context);
+  // The control mailbox: handles the app's pending request, if any.
+  void serveControl();
+  // One control request (our copy, not yet validated) -> its response.
+  ipc::ControlResponse control(const ipc::ControlRequest& request);
 
  private:
   enum class SlotUse : uint8_t { kFree, kOpen, kClosing };
@@ -94,24 +89,17 @@ class AppSession final : public SocketOwner {
   bool broken_ = false;  // the app broke a ring: its session is being closed
   bool torn_ = false;    // ...and has been
   SessionCounters counters_;
+  uint32_t controlSeq_ = 0;  // the last control request served
 };
 
-// The Cap'n Proto face of an AppSession; see AppSession.
+// The Cap'n Proto face of an AppSession: it carries no calls (socket
+// operations go through the shared-memory control mailbox) and exists for
+// its lifetime: when the app dies its connection closes, Cap'n Proto drops
+// this capability, and the session learns that the app is gone.
 class SessionCap final : public schema::Session::Server {
  public:
   explicit SessionCap(AppSession* core) : core_(core) {}
   ~SessionCap() noexcept(false) { core_->appGone(); }
-
- protected:
-  kj::Promise<void> socket(SocketContext c) override { return core_->socket(c); }
-  kj::Promise<void> bind(BindContext c) override { return core_->bind(c); }
-  kj::Promise<void> listen(ListenContext c) override { return core_->listen(c); }
-  kj::Promise<void> connect(ConnectContext c) override { return core_->connect(c); }
-  kj::Promise<void> shutdown(ShutdownContext c) override { return core_->shutdown(c); }
-  kj::Promise<void> close(CloseContext c) override { return core_->close(c); }
-  kj::Promise<void> setOption(SetOptionContext c) override { return core_->setOption(c); }
-  kj::Promise<void> getOption(GetOptionContext c) override { return core_->getOption(c); }
-  kj::Promise<void> names(NamesContext c) override { return core_->names(c); }
 
  private:
   AppSession* core_;

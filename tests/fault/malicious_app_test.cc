@@ -112,6 +112,7 @@ TEST(MaliciousApp, CorruptSessionMemoryCostsOnlyThatSession) {
       {"rx-tail", {{"any", 1}}, false},
       {"udp-length", {{"bad_tx_records", 1}}, true},  // the first bogus record closes the session
       {"status-noise", {}, false},  // memory the stack writes and never trusts
+      {"control-bogus", {{"session_bad_control", 1}}, false},
   };
   for (const auto& m : misdeeds) {
     SCOPED_TRACE(m.mode);
@@ -124,6 +125,9 @@ TEST(MaliciousApp, CorruptSessionMemoryCostsOnlyThatSession) {
     auto kv = itest::parseKeyValues(itest::lastLineWith(r.output, "mode="));
     if (m.mustClose) {
       EXPECT_EQ(kv["closed"], "1") << "the stack did not close the session: " << r.output;
+    }
+    if (m.mode == "control-bogus") {
+      EXPECT_EQ(kv["detail"], "errs=" + std::to_string(EINVAL) + "/" + std::to_string(EBADF)) << r.output;
     }
     // The rogue has exited: its session and sockets must be gone.
     auto gone = watch.waitFor(

@@ -162,7 +162,7 @@ int runSessionMode(const std::string& mode) {
     // Our own producer on the same ring, resuming at the published head.
     mknet::ipc::SpscProducer<mknet::ipc::Notify> p(r.notifyRing(), r.config().notifyCapacity);
     const mknet::ipc::Notify bad[] = {{r.config().maxSockets, 1}, {r.config().maxSockets + 77, 1},
-                                      {0xffffffffu, 0}, {0x80000000u, 3}};
+                                      {0xfffffffeu, 0}, {0x80000000u, 3}};
     auto pushed = p.push(std::span<const mknet::ipc::Notify>(bad, 4));
     detail = "pushed=" + std::to_string(pushed ? *pushed : 0);
   } else if (mode == "tx-head") {
@@ -237,6 +237,25 @@ int runSessionMode(const std::string& mode) {
       poke(s, static_cast<int>(i));
     }
     detail = "sends=" + std::to_string(sends);
+  } else if (mode == "control-bogus") {
+    // Requests no library sends, written straight into the control mailbox:
+    // an unknown operation (EINVAL, counted), a close naming a slot that
+    // doesn't exist (EBADF, as close() of a bad fd), then the same request
+    // announced twice (served once).
+    mknet::ipc::ControlMailbox* box = r.control();
+    uint32_t seq = box->requestSeq.load();
+    auto ask = [&](uint32_t op, uint32_t id, int announce) {
+      std::memset(&box->request, 0xa5, sizeof box->request);
+      box->request.op = op;
+      box->request.id = id;
+      box->requestSeq.store(++seq);
+      for (int i = 0; i < announce; ++i) s.pushNotify(mknet::ipc::Notify{mknet::ipc::kControlSlot, seq});
+      for (int i = 0; i < 2000 && box->responseSeq.load() != seq; ++i) ::usleep(1000);
+      return box->responseSeq.load() == seq ? box->response.err : -1;
+    };
+    int e1 = ask(77, 0, 1);
+    int e2 = ask(static_cast<uint32_t>(mknet::ipc::ControlOp::kClose), r.config().maxSockets + 5, 2);
+    detail = "errs=" + std::to_string(e1) + "/" + std::to_string(e2);
   } else {
     return 2;
   }
