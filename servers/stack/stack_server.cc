@@ -1,7 +1,10 @@
 #include "servers/stack/stack_server.h"
 
+#include <poll.h>
 #include <sched.h>
 #include <unistd.h>
+
+#include <future>
 
 #include <kj/async-unix.h>
 #include <spdlog/spdlog.h>
@@ -85,27 +88,18 @@ class SessionFactoryImpl final : public schema::SessionFactory::Server {
   kj::Promise<void> open(OpenContext context) override {
     auto p = context.getParams();
     KJ_REQUIRE(p.getAbiVersion() == schema::SESSION_ABI_VERSION, "session ABI version mismatch");
-    const ipc::SessionConfig& cfg = s_.config().session;
-    auto region = ipc::SessionRegion::create(cfg);
-    if (!region) KJ_FAIL_REQUIRE("session memory", region.error().message());
-    auto toApp = ipc::Doorbell::create();
-    if (!toApp) KJ_FAIL_REQUIRE("session doorbell", toApp.error().message());
-    auto regionFd = region->region().dupFd();
-    auto appFd = toApp->dupFd();
-    auto stackFd = s_.bell().dupFd();
-    if (!regionFd || !appFd || !stackFd) KJ_FAIL_REQUIRE("dup session fds");
+    auto made = s_.newSession(p.getPid(), p.getName().cStr());
+    if (!made) KJ_FAIL_REQUIRE("session", made.error().message());
+    auto& [core, offer] = *made;
     auto res = context.getResults();
     auto att = res.initAttachment();
-    att.setRegion(ipc::makeFdCap(std::move(regionFd).value(), "session-region"));
+    att.setRegion(ipc::makeFdCap(std::move(offer.region), "session-region"));
     att.setContentVersion(ipc::kSessionContentVersion);
-    att.setMaxSockets(cfg.maxSockets);
-    att.setRingBytes(cfg.ringBytes);
-    att.setEventCapacity(cfg.notifyCapacity);
-    att.setToApp(ipc::makeFdCap(std::move(appFd).value(), "doorbell-to-app"));
-    att.setToStack(ipc::makeFdCap(std::move(stackFd).value(), "doorbell-to-stack"));
-    AppSession* core = s_.sessions().add(std::make_unique<AppSession>(
-        s_.sessions(), s_.engine(), std::move(region).value(), std::move(toApp).value(), p.getPid(),
-        p.getName().cStr()));
+    att.setMaxSockets(offer.config.maxSockets);
+    att.setRingBytes(offer.config.ringBytes);
+    att.setEventCapacity(offer.config.notifyCapacity);
+    att.setToApp(ipc::makeFdCap(std::move(offer.toApp), "doorbell-to-app"));
+    att.setToStack(ipc::makeFdCap(std::move(offer.toStack), "doorbell-to-stack"));
     res.setSession(kj::heap<SessionCap>(core));
     return kj::READY_NOW;
   }
@@ -177,9 +171,10 @@ class AdminImpl final : public schema::Admin::Server {
     c.emplace_back("sessions_opened", s_.sessions().opened);
     c.emplace_back("sessions_closed", s_.sessions().closed);
     uint64_t badNotify = s_.sessions().retired.badNotify, corrupt = s_.sessions().retired.corruptRings;
-    uint64_t stale = s_.sessions().retired.staleNotify;
+    uint64_t stale = s_.sessions().retired.staleNotify, badControl = s_.sessions().retired.badControl;
     for (AppSession* a : s_.sessions().sessions()) {
       badNotify += a->counters().badNotify;
+      badControl += a->counters().badControl;
       corrupt += a->counters().corruptRings;
       stale += a->counters().staleNotify;
     }
@@ -191,6 +186,7 @@ class AdminImpl final : public schema::Admin::Server {
     }
     c.emplace_back("session_bad_notify", badNotify);
     c.emplace_back("session_corrupt_rings", corrupt);
+    c.emplace_back("session_bad_control", badControl);
     auto list = st.initCounters(static_cast<unsigned>(names.size()));
     for (size_t i = 0; i < names.size(); ++i) {
       list[i].setName(names[i]);
@@ -227,14 +223,14 @@ class StackImpl final : public schema::Stack::Server {
 
 }  // namespace
 
-StackServer::StackServer(const StackConfig& config, kj::AsyncIoContext& io, ipc::Doorbell bell)
+StackServer::StackServer(const StackConfig& config, kj::AsyncIoContext* io, ipc::Doorbell bell)
     : config_(config), io_(io), bell_(std::move(bell)), started_(std::chrono::steady_clock::now()) {}
 
 StackServer::~StackServer() {
   rpc_ = nullptr;  // closes the control socket and drops every session first
 }
 
-Result<std::unique_ptr<StackServer>> StackServer::create(const StackConfig& config, kj::AsyncIoContext& io) {
+Result<std::unique_ptr<StackServer>> StackServer::create(const StackConfig& config, kj::AsyncIoContext* io) {
   auto bell = ipc::Doorbell::create();
   if (!bell) return bell.error();
   std::unique_ptr<StackServer> s(new StackServer(config, io, std::move(bell).value()));
@@ -246,10 +242,75 @@ Result<std::unique_ptr<StackServer>> StackServer::create(const StackConfig& conf
   s->engine_ = std::make_unique<Engine>(ec, *s->port_);
   s->port_->setEngine(s->engine_.get());
   s->engine_->setLink(false);  // up when a driver registers
-  auto rpc = ipc::RpcServer::listen(io, config.socketPath, kj::heap<StackImpl>(*s));
-  if (!rpc) return rpc.error();
-  s->rpc_ = std::move(rpc).value();
+  if (io != nullptr) {
+    auto rpc = ipc::RpcServer::listen(*io, config.socketPath, kj::heap<StackImpl>(*s));
+    if (!rpc) return rpc.error();
+    s->rpc_ = std::move(rpc).value();
+  }
   return s;
+}
+
+Result<std::pair<AppSession*, ipc::SessionOffer>> StackServer::newSession(uint32_t pid, const std::string& name) {
+  const ipc::SessionConfig& cfg = config_.session;
+  auto region = ipc::SessionRegion::create(cfg);
+  if (!region) return region.error();
+  auto toApp = ipc::Doorbell::create();
+  if (!toApp) return toApp.error();
+  auto regionFd = region->region().dupFd();
+  if (!regionFd) return regionFd.error();
+  auto appFd = toApp->dupFd();
+  if (!appFd) return appFd.error();
+  auto stackFd = bell_.dupFd();
+  if (!stackFd) return stackFd.error();
+  AppSession* core = sessions_.add(std::make_unique<AppSession>(sessions_, *engine_, std::move(region).value(),
+                                                                std::move(toApp).value(), pid, name));
+  return std::make_pair(core, ipc::SessionOffer{std::move(regionFd).value(), cfg, std::move(appFd).value(),
+                                                std::move(stackFd).value()});
+}
+
+Result<ipc::SessionOffer> StackServer::openLocalSession(uint32_t pid, const std::string& name) {
+  std::promise<Result<ipc::SessionOffer>> done;
+  auto answer = done.get_future();
+  post([&] {
+    auto made = newSession(pid, name);
+    if (!made) {
+      done.set_value(made.error());
+    } else {
+      done.set_value(std::move(made->second));
+    }
+  });
+  return answer.get();
+}
+
+void StackServer::post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> g(postedMu_);
+    posted_.push_back(std::move(task));
+    hasPosted_.store(true, std::memory_order_release);
+  }
+  bell_.ring();
+}
+
+void StackServer::runPosted() {
+  if (!hasPosted_.load(std::memory_order_acquire)) return;
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> g(postedMu_);
+    tasks.swap(posted_);
+    hasPosted_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& t : tasks) t();
+}
+
+void StackServer::sleep(int64_t ms) {
+  if (io_ != nullptr) {
+    bellObserver_->whenBecomesReadable()
+        .exclusiveJoin(io_->provider->getTimer().afterDelay(ms * kj::MILLISECONDS))
+        .wait(io_->waitScope);
+  } else {
+    struct pollfd p {bell_.fd(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(ms));
+  }
 }
 
 void StackServer::stop() {
@@ -259,8 +320,9 @@ void StackServer::stop() {
 
 void StackServer::run() {
   using Clock = std::chrono::steady_clock;
-  kj::UnixEventPort::FdObserver bellObserver(io_.unixEventPort, bell_.fd(),
-                                             kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  if (io_ != nullptr)
+    bellObserver_ = kj::heap<kj::UnixEventPort::FdObserver>(io_->unixEventPort, bell_.fd(),
+                                                            kj::UnixEventPort::FdObserver::OBSERVE_READ);
   auto lastWork = Clock::now();
   auto nextTimer = Clock::now();
   uint32_t round = 0;
@@ -273,10 +335,11 @@ void StackServer::run() {
       nextTimer = now + std::chrono::milliseconds(ms > 250 ? 250 : ms);
     }
     for (AppSession* a : sessions_.sessions()) a->flushWakeup();
+    runPosted();
     // Control plane: a non-blocking turn of the event loop. It costs an
     // epoll_wait syscall, so it runs every 32nd round (busy or spinning),
     // and always before the loop sleeps.
-    if ((++round & 31) == 0) io_.waitScope.poll();
+    if (io_ != nullptr && (++round & 31) == 0) io_->waitScope.poll();
     for (AppSession* a : sessions_.sessions()) a->flushWakeup();
     sessions_.reap();
     if (work != 0) {
@@ -291,19 +354,16 @@ void StackServer::run() {
       continue;
     }
 
-    io_.waitScope.poll();
+    if (io_ != nullptr) io_->waitScope.poll();
+    runPosted();
     // Idle: drain the doorbell, announce the sleep on every ring, re-check,
-    // and sleep in the event loop until rung, a timer is due, or a control
-    // message arrives.
+    // and sleep until rung, a timer is due, or a control message arrives.
     bell_.drain();
-    bool maySleep = port_->prepareSleep();
+    bool maySleep = port_->prepareSleep() && !hasPosted_.load(std::memory_order_acquire);
     for (AppSession* a : sessions_.sessions()) maySleep = a->prepareSleep() && maySleep;
     if (maySleep && !stopping_) {
       auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(nextTimer - Clock::now()).count();
-      if (delay < 1) delay = 1;
-      bellObserver.whenBecomesReadable()
-          .exclusiveJoin(io_.provider->getTimer().afterDelay(delay * kj::MILLISECONDS))
-          .wait(io_.waitScope);
+      sleep(delay < 1 ? 1 : delay);
     }
     port_->cancelSleep();
     for (AppSession* a : sessions_.sessions()) a->cancelSleep();
