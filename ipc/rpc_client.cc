@@ -60,12 +60,14 @@ Result<kj::Own<RpcClient>> RpcClient::fromConnectedFd(kj::AsyncIoContext& io, Un
     return errnoError("making the rpc socket close-on-exec");
 
   kj::Own<RpcClient> client;
+  const int number = fd.get();
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto stream = io.lowLevelProvider->wrapUnixSocketFd(
         fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
                           kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
                           kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
     client = kj::heap<RpcClient>(Token{}, kj::mv(stream), options);
+    client->fd_ = number;
   })) {
     return makeError(EINVAL, "setting up rpc connection: " + std::string(e->getDescription().cStr()));
   }

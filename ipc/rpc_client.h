@@ -56,6 +56,10 @@ class RpcClient {
   // exited). Calls in flight and later calls fail with DISCONNECTED.
   kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
 
+  // The connection's fd number. For a forked child, which must close its
+  // copy so the server still sees the connection close when the parent dies.
+  int fd() const { return fd_; }
+
  private:
   struct Token {};  // lets kj::heap construct us while keeping the constructor private
 
@@ -65,6 +69,7 @@ class RpcClient {
   RpcClient& operator=(const RpcClient&) = delete;
 
  private:
+  int fd_ = -1;
   kj::Own<kj::AsyncCapabilityStream> stream_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;

@@ -86,6 +86,7 @@ void SessionRegion::resetSlot(uint32_t slot) {
   resetRing(rx_[slot]);
   resetRing(tx_[slot]);
   appFlags_[slot].notifyPending.store(0, std::memory_order_relaxed);
+  appFlags_[slot].acceptInterest.store(0, std::memory_order_relaxed);
   SlotStatus& s = status_[slot];
   s.events.store(0, std::memory_order_relaxed);
   s.error.store(0, std::memory_order_relaxed);

@@ -59,6 +59,9 @@ struct alignas(kCacheLine) SlotAppFlags {
   // was 0, push a Notify. Stack: store(0) before it looks at the rings, so no
   // notification is lost.
   std::atomic<uint32_t> notifyPending;
+  // App: set to 1 once a process accepts on (or polls) this listener. The
+  // stack deals a shared listener's connections to members that set it.
+  std::atomic<uint32_t> acceptInterest;
 };
 
 // App -> stack: "look at this slot's rings" (new tx bytes, rx space freed).
@@ -85,6 +88,9 @@ enum class ControlOp : uint32_t {
   kSetOption = 7,  // id, a = level, b = name, value
   kGetOption = 8,  // id, a = level, b = name          -> value
   kNames = 9,      // id                               -> ip, port, peerIp, peerPort
+  kShare = 10,     // id = slot in another session of this app (inherited
+                   // across fork), ip/port = that session's token (low/high),
+                   // b = the slot's generation            -> id = a new slot here
 };
 inline constexpr uint32_t kControlValueMax = 64;  // option values (int, linger, timeval) fit
 
@@ -145,6 +151,10 @@ struct alignas(kCacheLine) SessionHeader {
   std::atomic<uint32_t> stackEpoch;
   // Stack: set to 1 when the stack closes the session (bad behaviour, shutdown).
   std::atomic<uint32_t> closed;
+  // Stack, at creation: a random number naming this session in kShare
+  // requests. Only processes that mapped the session (the app and its
+  // forked children) can know it.
+  uint64_t token;
 };
 
 // What a stack hands an app for a session: the region, its layout, and the

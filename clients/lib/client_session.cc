@@ -2,6 +2,7 @@
 
 #include <linux/futex.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -52,9 +53,71 @@ struct ClientSession::Control {
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;     // ends the control loop
 };
 
-ClientSession::ClientSession() : ctl_(std::make_unique<Control>()) {}
+// ------------------------------------------------------------------ fork
+
+namespace {
+
+// Every session object of the process, and how many times it has forked.
+// Leaked on purpose, like the current session below.
+std::mutex* gSessionsMu = new std::mutex;
+std::vector<ClientSession*>* gSessions = new std::vector<ClientSession*>;
+std::mutex* gCurrentMu = new std::mutex;
+std::shared_ptr<ClientSession>* gCurrent = new std::shared_ptr<ClientSession>;
+std::atomic<uint32_t> gForkEpoch{0};
+
+}  // namespace
+
+// pthread_atfork handlers: the locks the child needs are taken before the
+// fork, so no other thread can hold them at that instant; the child then
+// forgets its parent's sessions. (Sockets of those sessions are taken over
+// lazily, on first use: see ClientSocket::forThisProcess.)
+struct ForkHandlers {
+  static void prepare() {
+    gCurrentMu->lock();
+    gSessionsMu->lock();
+  }
+  static void parent() {
+    gSessionsMu->unlock();
+    gCurrentMu->unlock();
+  }
+  static void child() {
+    gForkEpoch.fetch_add(1, std::memory_order_relaxed);
+    for (ClientSession* s : *gSessions) s->forgetInChild();
+    gSessionsMu->unlock();
+    gCurrentMu->unlock();
+  }
+};
+
+bool ClientSession::inherited() const { return forkEpoch_ != gForkEpoch.load(std::memory_order_relaxed); }
+
+void ClientSession::forgetInChild() {
+  // Only close(): this runs in the child of a fork, before anything else.
+  if (controlFd_ >= 0) ::close(controlFd_);
+  controlFd_ = -1;
+  toApp_ = ipc::Doorbell();
+  toStack_ = ipc::Doorbell();
+  selfWake_ = ipc::Doorbell();
+}
+
+ClientSession::ClientSession()
+    : ctl_(std::make_unique<Control>()), forkEpoch_(gForkEpoch.load(std::memory_order_relaxed)) {
+  static std::once_flag once;
+  std::call_once(once, [] { ::pthread_atfork(&ForkHandlers::prepare, &ForkHandlers::parent, &ForkHandlers::child); });
+  std::lock_guard<std::mutex> g(*gSessionsMu);
+  gSessions->push_back(this);
+}
 
 ClientSession::~ClientSession() {
+  {
+    std::lock_guard<std::mutex> g(*gSessionsMu);
+    std::erase(*gSessions, this);
+  }
+  if (inherited()) {
+    // The parent's control thread does not exist in this process, and its
+    // kj objects belong to it: neither may be joined nor destroyed here.
+    (void)ctl_.release();
+    return;
+  }
   if (ctl_->thread.joinable()) {
     if (ctl_->stop) ctl_->stop->fulfill();
     ctl_->thread.join();
@@ -75,6 +138,7 @@ Result<std::shared_ptr<ClientSession>> ClientSession::open(const std::string& pa
       return;
     }
     auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    s->controlFd_ = (*client)->fd();
     try {
       auto stack = (*client)->bootstrap<schema::Stack>();
       auto factory = stack.sessionsRequest().send().wait(io.waitScope).getFactory();
@@ -158,6 +222,7 @@ ControlReply ClientSession::call(const Request& r) {
     case Op::kSetOption: q.op = static_cast<uint32_t>(ipc::ControlOp::kSetOption); break;
     case Op::kGetOption: q.op = static_cast<uint32_t>(ipc::ControlOp::kGetOption); break;
     case Op::kNames: q.op = static_cast<uint32_t>(ipc::ControlOp::kNames); break;
+    case Op::kShare: q.op = static_cast<uint32_t>(ipc::ControlOp::kShare); break;
   }
   q.id = r.id;
   q.a = r.a;
@@ -293,17 +358,13 @@ std::atomic<SessionOpener> gOpener{nullptr};
 void setSessionOpener(SessionOpener opener) { gOpener.store(opener, std::memory_order_release); }
 
 Result<std::shared_ptr<ClientSession>> currentSession() {
-  // Leaked on purpose: sockets may be used from atexit handlers and other
-  // threads while static destructors run.
-  static std::mutex* mu = new std::mutex;
-  static std::shared_ptr<ClientSession>* current = new std::shared_ptr<ClientSession>;
-  std::lock_guard<std::mutex> g(*mu);
-  if (*current && !(*current)->dead()) return *current;
+  std::lock_guard<std::mutex> g(*gCurrentMu);
+  if (*gCurrent && !(*gCurrent)->dead()) return *gCurrent;
   SessionOpener opener = gOpener.load(std::memory_order_acquire);
   auto s = opener != nullptr ? opener() : openOverSocket();
   if (!s) return s.error();
-  *current = *s;
-  return *current;
+  *gCurrent = *s;
+  return *gCurrent;
 }
 
 }  // namespace mknet::client

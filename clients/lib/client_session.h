@@ -46,14 +46,20 @@ class ClientSession {
   // True once the stack is gone or closed the session: every socket of this
   // session fails from now on; a new session is needed.
   bool dead() const {
-    return dead_.load(std::memory_order_acquire) ||
+    return dead_.load(std::memory_order_acquire) || inherited() ||
            region_->header()->closed.load(std::memory_order_acquire) != 0;
   }
+  // True in a child process for the sessions its parent had at fork(): they
+  // are the parent's (its rings, its connection) and this process never
+  // touches them again, except to name their sockets in a share request.
+  bool inherited() const;
+  // The stack's name for this session (see SessionHeader::token).
+  uint64_t token() const { return region_->header()->token; }
 
   // A control call through the session's mailbox: one at a time (callers
   // queue on a mutex), never interrupted half-way (a signal does not cancel
   // it). On a dead session: ControlReply{ECONNRESET}.
-  enum class Op { kSocket, kBind, kListen, kConnect, kShutdown, kClose, kSetOption, kGetOption, kNames };
+  enum class Op { kSocket, kBind, kListen, kConnect, kShutdown, kClose, kSetOption, kGetOption, kNames, kShare };
   struct Request {
     explicit Request(Op o, uint32_t i = 0) : op(o), id(i) {}
     Op op;
@@ -103,6 +109,14 @@ class ClientSession {
   std::atomic<uint32_t> wakeEpoch_{0};  // ...the others on this futex word
 
   std::unique_ptr<Control> ctl_;
+  uint32_t forkEpoch_;    // the process's fork count when this session was made
+  int controlFd_ = -1;    // the Cap'n Proto connection's fd, for forgetInChild()
+
+  friend struct ForkHandlers;
+  // In a child, right after fork(): closes this process's copies of the
+  // parent's connection and doorbells, so the stack still sees the parent's
+  // connection close when the parent dies.
+  void forgetInChild();
 };
 
 // The process's current session, opened lazily and replaced when it dies.

@@ -67,6 +67,40 @@ std::shared_ptr<ClientSocket> ClientSocket::open(std::shared_ptr<ClientSession> 
   return std::make_shared<ClientSocket>(std::move(session), slot, gen, tcp);
 }
 
+std::shared_ptr<ClientSocket> ClientSocket::forThisProcess(std::shared_ptr<ClientSocket> socket, int* err) {
+  if (!socket->inherited()) return socket;
+  if (socket->closed_.load() || socket->state() != ipc::SlotState::kTcpListen) {
+    *err = EOPNOTSUPP;
+    return nullptr;
+  }
+  auto session = currentSession();  // never the inherited one: that is dead() here
+  if (!session) {
+    *err = ENETDOWN;
+    return nullptr;
+  }
+  ClientSession::Request r{ClientSession::Op::kShare, socket->slot_};
+  uint64_t token = socket->session_->token();
+  r.ip = static_cast<uint32_t>(token);
+  r.port = static_cast<uint32_t>(token >> 32);
+  r.b = static_cast<int>(socket->generation_);
+  ControlReply rep = (*session)->call(r);
+  if (rep.err != 0) {
+    *err = rep.err == ECONNRESET ? ENETDOWN : rep.err;
+    return nullptr;
+  }
+  if (rep.id >= (*session)->config().maxSockets) {
+    *err = EPROTO;
+    return nullptr;
+  }
+  uint32_t gen = (*session)->region().status(rep.id)->generation.load(std::memory_order_acquire);
+  auto s = std::make_shared<ClientSocket>(*session, rep.id, gen, true);
+  s->listening_ = true;
+  s->nonBlocking_ = socket->nonBlocking_.load();
+  s->rcvTimeout_ = socket->rcvTimeout_;
+  s->sndTimeout_ = socket->sndTimeout_;
+  return s;
+}
+
 ClientSocket::ClientSocket(std::shared_ptr<ClientSession> session, uint32_t slot, uint32_t generation, bool tcp)
     : session_(std::move(session)), slot_(slot), generation_(generation), tcp_(tcp),
       tx_(session_->region().txRing(slot), session_->config().ringBytes),
@@ -122,6 +156,7 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
     return nullptr;
   }
   std::lock_guard<std::mutex> g(rxMu_);
+  showAcceptInterest();
   auto dl = deadline(false);
   for (;;) {
     auto avail = rx_.available();
@@ -513,6 +548,11 @@ int ClientSocket::peerName(sockaddr* addr, socklen_t* len) {
   return 0;
 }
 
+void ClientSocket::showAcceptInterest() {
+  ipc::SlotAppFlags* f = session_->region().appFlags(slot_);
+  if (f->acceptInterest.load(std::memory_order_relaxed) == 0) f->acceptInterest.store(1, std::memory_order_relaxed);
+}
+
 short ClientSocket::readiness(short want) {
   short r = 0;
   uint32_t ev = events();
@@ -524,6 +564,7 @@ short ClientSocket::readiness(short want) {
     if (!f || *f >= 2048) r |= POLLOUT;
     if (dead) r |= POLLERR;
   } else if (listening_) {
+    if ((want & POLLIN) != 0) showAcceptInterest();
     auto a = rx_.available();
     if (!a || *a >= sizeof(ipc::AcceptRecord) || dead) r |= POLLIN;
     if (dead) r |= POLLERR | POLLHUP;

@@ -24,6 +24,16 @@ class ClientSocket {
   static std::shared_ptr<ClientSocket> open(std::shared_ptr<ClientSession> session, bool tcp, int* err);
   ClientSocket(std::shared_ptr<ClientSession> session, uint32_t slot, uint32_t generation, bool tcp);
 
+  // After fork(), in the child: the socket as this process may use it. A
+  // socket of a session the parent had (inherited) is re-opened in this
+  // process's own session if it is a listener: both processes then accept
+  // on it, each connection going to one of them. Other sockets stay the
+  // parent's: nullptr with *err = EOPNOTSUPP (the child may only close its
+  // descriptor, which leaves the parent's socket alone). Sockets that are
+  // this process's own come back unchanged.
+  static std::shared_ptr<ClientSocket> forThisProcess(std::shared_ptr<ClientSocket> socket, int* err);
+  bool inherited() const { return session_->inherited(); }
+
   int bind(const sockaddr* addr, socklen_t len);
   int listen(int backlog);
   // Accepts one connection; the new socket's slot comes from the listener's ring.
@@ -57,6 +67,8 @@ class ClientSocket {
   int takeError();
   std::chrono::steady_clock::time_point deadline(bool send) const;
   int sendPipeError(int flags);
+  // Tells the stack this process accepts on the listener (see onAccept).
+  void showAcceptInterest();
   ssize_t sendTcp(const iovec* iov, int iovcnt, int flags);
   ssize_t sendUdp(const iovec* iov, int iovcnt, int flags, const sockaddr* to, socklen_t tolen);
   ssize_t recvTcp(const iovec* iov, int iovcnt, int flags);

@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -35,6 +36,12 @@ void SessionRegistry::reap() {
   }
 }
 
+AppSession* SessionRegistry::byToken(uint64_t token) const {
+  for (AppSession* s : view_)
+    if (s->token() == token) return s;
+  return nullptr;
+}
+
 size_t SessionRegistry::liveApps() const {
   size_t n = 0;
   for (AppSession* s : view_) n += !s->reapable();
@@ -48,6 +55,11 @@ AppSession::AppSession(SessionRegistry& registry, Engine& engine, ipc::SessionRe
       notify_(region_.notifyRing(), region_.config().notifyCapacity),
       sockets_(region_.config().maxSockets), use_(region_.config().maxSockets, SlotUse::kFree) {
   for (uint32_t i = region_.config().maxSockets; i > 0; --i) freeSlots_.push_back(i - 1);
+  // Unguessable (and never 0), so only processes that mapped this region can name it.
+  while (token_ == 0) {
+    if (::getrandom(&token_, sizeof token_, 0) != sizeof token_) token_ = 0;
+  }
+  region_.header()->token = token_;
   spdlog::info("session opened: {} (pid {})", name_, pid_);
 }
 
@@ -103,6 +115,12 @@ void AppSession::freeSlot(uint32_t slot) {
   use_[slot] = SlotUse::kFree;
   region_.status(slot)->state.store(static_cast<uint32_t>(ipc::SlotState::kFree), std::memory_order_release);
   freeSlots_.push_back(slot);
+}
+
+EngineSocket* AppSession::openSocket(uint32_t slot, uint32_t generation) {
+  EngineSocket* s = open(slot);
+  if (s == nullptr || region_.status(slot)->generation.load(std::memory_order_relaxed) != generation) return nullptr;
+  return s;
 }
 
 EngineSocket* AppSession::open(uint32_t id) {
@@ -259,6 +277,24 @@ ipc::ControlResponse AppSession::control(const ipc::ControlRequest& q) {
     r.id = mem->slot;
     return r;
   }
+  if (op == Op::kShare) {
+    // A forked child takes its own handle on a socket of its parent's
+    // session. Only listeners can be shared (EOPNOTSUPP otherwise); the
+    // parent keeps its handle.
+    AppSession* from = registry_.byToken(uint64_t{q.ip} | uint64_t{q.port} << 32);
+    EngineSocket* src = from != nullptr ? from->openSocket(q.id, static_cast<uint32_t>(q.b)) : nullptr;
+    if (src == nullptr) return fail(EBADF);
+    auto mem = allocateSlot();
+    if (!mem) return fail(EMFILE);
+    auto shared = src->share(*mem, *this);
+    if (!shared) {
+      freeSlot(mem->slot);
+      return fail(EOPNOTSUPP);
+    }
+    sockets_[mem->slot] = std::move(shared);
+    r.id = mem->slot;
+    return r;
+  }
   EngineSocket* s = open(q.id);
   if (s == nullptr) return fail(EBADF);
   const ipc::SlotStatus* st = region_.status(q.id);
@@ -326,7 +362,8 @@ ipc::ControlResponse AppSession::control(const ipc::ControlRequest& q) {
       r.peerIp = st->peerIp.load(std::memory_order_relaxed);
       r.peerPort = st->peerPort.load(std::memory_order_relaxed);
       return r;
-    case Op::kSocket: break;  // handled above
+    case Op::kSocket:
+    case Op::kShare: break;  // handled above
   }
   ++counters_.badControl;  // no well-behaved library sends an unknown operation
   return fail(EINVAL);

@@ -56,6 +56,10 @@ class AppSession final : public SocketOwner {
   void ringBroken(uint32_t slot, const char* which) override;
 
   uint32_t openSockets() const { return openSockets_; }
+  uint64_t token() const { return token_; }
+  // The open socket in `slot` if its generation is `generation` (for kShare
+  // from a forked child's session); nullptr otherwise.
+  EngineSocket* openSocket(uint32_t slot, uint32_t generation);
   uint32_t pid() const { return pid_; }
   const std::string& name() const { return name_; }
   const SessionCounters& counters() const { return counters_; }
@@ -90,6 +94,7 @@ class AppSession final : public SocketOwner {
   bool torn_ = false;    // ...and has been
   SessionCounters counters_;
   uint32_t controlSeq_ = 0;  // the last control request served
+  uint64_t token_ = 0;
 };
 
 // The Cap'n Proto face of an AppSession: it carries no calls (socket
@@ -113,6 +118,7 @@ class SessionRegistry {
   // Frees sessions whose app is gone and whose sockets finished.
   void reap();
   const std::vector<AppSession*>& sessions() const { return view_; }
+  AppSession* byToken(uint64_t token) const;
   size_t liveApps() const;
   uint64_t opened = 0, closed = 0;
   SessionCounters retired;  // counters of sessions already freed

@@ -103,6 +103,10 @@ class EngineSocket {
   virtual int getOption(SocketOption o, int* value) const = 0;
   // The app wrote to the tx ring or read from the rx ring.
   virtual void pump() = 0;
+  // A handle on the same socket for another session (a process that
+  // inherited it across fork), in that session's slot `mem`; nullptr if this
+  // kind of socket cannot be shared (only listeners can).
+  virtual std::unique_ptr<EngineSocket> share(const SlotMemory& mem, SocketOwner& owner) = 0;
   virtual uint32_t slot() const = 0;
 };
 

@@ -7,6 +7,19 @@ using ipc::SlotState;
 
 namespace {
 
+class TcpSocket;
+
+// A listening pcb and the listening sockets that share it: one normally;
+// more when processes that inherited the listener across fork() each took
+// their own handle (a pre-forked server's workers). Each member has its own
+// slot and accept ring in its own session; accepted connections are dealt
+// out among the members. The pcb closes when the last member leaves.
+struct ListenGroup {
+  tcp_pcb* pcb = nullptr;
+  std::vector<TcpSocket*> members;
+  size_t next = 0;  // round robin
+};
+
 class TcpSocket final : public EngineSocket {
  public:
   TcpSocket(Engine::Impl& eng, const SlotMemory& mem, SocketOwner& owner, tcp_pcb* pcb)
@@ -15,9 +28,26 @@ class TcpSocket final : public EngineSocket {
     ++eng_.liveSockets;
     attach();
   }
+  // Another handle on `group`'s listener, for another session.
+  TcpSocket(Engine::Impl& eng, const SlotMemory& mem, SocketOwner& owner, const TcpSocket& member)
+      : eng_(eng), mem_(mem), owner_(owner), pcb_(member.pcb_), rx_(mem.rx, mem.ringBytes),
+        tx_(mem.tx, mem.ringBytes), group_(member.group_) {
+    ++eng_.liveSockets;
+    listening_ = true;
+    inheritOptions(member);
+    reuseAddr_ = member.reuseAddr_;
+    group_->members.push_back(this);
+    mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpListen), std::memory_order_release);
+    publishNames();
+  }
   ~TcpSocket() override {
     if (pcb_ != nullptr) abort();
     --eng_.liveSockets;
+  }
+
+  std::unique_ptr<EngineSocket> share(const SlotMemory& mem, SocketOwner& owner) override {
+    if (!listening_ || !group_) return nullptr;
+    return std::make_unique<TcpSocket>(eng_, mem, owner, *this);
   }
 
   uint32_t slot() const override { return mem_.slot; }
@@ -45,7 +75,10 @@ class TcpSocket final : public EngineSocket {
     if (l == nullptr) return errnoOf(err);
     pcb_ = l;  // the old pcb was freed by lwIP
     listening_ = true;
-    tcp_arg(pcb_, this);
+    group_ = std::make_shared<ListenGroup>();
+    group_->pcb = l;
+    group_->members.push_back(this);
+    tcp_arg(pcb_, group_.get());
     tcp_accept(pcb_, onAccept);
     mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpListen), std::memory_order_release);
     publishNames();
@@ -85,10 +118,7 @@ class TcpSocket final : public EngineSocket {
       return;
     }
     if (listening_) {
-      tcp_arg(pcb_, nullptr);
-      tcp_accept(pcb_, nullptr);
-      tcp_close(pcb_);  // a listening pcb closes at once
-      pcb_ = nullptr;
+      leaveGroup();
       finished_ = true;
       return;
     }
@@ -111,13 +141,12 @@ class TcpSocket final : public EngineSocket {
   }
 
   void abort() override {
-    if (pcb_ != nullptr) {
+    if (listening_) {
+      leaveGroup();
+    } else if (pcb_ != nullptr) {
       tcp_pcb* p = pcb_;
       detach();
-      if (listening_)
-        tcp_close(p);
-      else
-        tcp_abort(p);  // sends RST; with callbacks detached we are not called back
+      tcp_abort(p);  // sends RST; with callbacks detached we are not called back
     }
     finished_ = true;
   }
@@ -216,18 +245,27 @@ class TcpSocket final : public EngineSocket {
     tcp_err(pcb_, onError);
     tcp_poll(pcb_, onPoll, 2);  // every second: retry a close that ran out of memory
   }
-  void detach() {
+  void detach() {  // connections only; listeners leaveGroup()
     if (pcb_ == nullptr) return;
     tcp_arg(pcb_, nullptr);
-    if (!listening_) {
-      tcp_recv(pcb_, nullptr);
-      tcp_sent(pcb_, nullptr);
-      tcp_err(pcb_, nullptr);
-      tcp_poll(pcb_, nullptr, 0);
-    } else {
-      tcp_accept(pcb_, nullptr);
-    }
+    tcp_recv(pcb_, nullptr);
+    tcp_sent(pcb_, nullptr);
+    tcp_err(pcb_, nullptr);
+    tcp_poll(pcb_, nullptr, 0);
     pcb_ = nullptr;
+  }
+  // The listener's pcb closes (at once) with its last member.
+  void leaveGroup() {
+    pcb_ = nullptr;
+    if (!group_) return;
+    std::erase(group_->members, this);
+    if (group_->members.empty() && group_->pcb != nullptr) {
+      tcp_arg(group_->pcb, nullptr);
+      tcp_accept(group_->pcb, nullptr);
+      tcp_close(group_->pcb);
+      group_->pcb = nullptr;
+    }
+    group_.reset();
   }
   void applyOptions() {
     if (noDelay_) tcp_nagle_disable(pcb_);
@@ -427,17 +465,37 @@ class TcpSocket final : public EngineSocket {
   int keepIdle_ = 7200, keepIntvl_ = 75, keepCnt_ = 9;
   bool lingerOn_ = false, lingerZero_ = false;
   int lingerSecs_ = 0;
+  std::shared_ptr<ListenGroup> group_;  // listeners only
 };
 
 err_t TcpSocket::onAccept(void* arg, tcp_pcb* newpcb, err_t err) {
-  auto* self = static_cast<TcpSocket*>(arg);
-  if (self == nullptr || err != ERR_OK || newpcb == nullptr) return ERR_VAL;
+  auto* group = static_cast<ListenGroup*>(arg);
+  if (group == nullptr || err != ERR_OK || newpcb == nullptr || group->members.empty()) return ERR_VAL;
   ipc::AcceptRecord rec{};
-  auto room = self->rx_.freeSlots();
-  if (!room) self->owner_.ringBroken(self->mem_.slot, "accept");
-  std::optional<SlotMemory> mem = room ? self->owner_.allocateSlot() : std::nullopt;
-  if (!mem || !room || *room < sizeof rec) {
-    ++self->eng_.counters.acceptNoSlot;
+  // Which member gets it: round robin over those whose process has shown it
+  // accepts (accept, poll or epoll on the listener: acceptInterest) and has
+  // room; failing that, any with room. A process that inherited the listener
+  // but never accepts (a pre-fork server's master) is then never chosen.
+  TcpSocket* self = nullptr;
+  const size_t n = group->members.size();
+  for (int pass = 0; pass < 2 && self == nullptr; ++pass) {
+    for (size_t i = 0; i < n; ++i) {
+      TcpSocket* m = group->members[(group->next + i) % n];
+      if (pass == 0 && (n == 1 || m->mem_.appFlags->acceptInterest.load(std::memory_order_relaxed) == 0)) continue;
+      auto room = m->rx_.freeSlots();
+      if (!room) {
+        m->owner_.ringBroken(m->mem_.slot, "accept");
+        continue;
+      }
+      if (*room < sizeof rec) continue;
+      self = m;
+      group->next = (group->next + i + 1) % n;
+      break;
+    }
+  }
+  std::optional<SlotMemory> mem = self != nullptr ? self->owner_.allocateSlot() : std::nullopt;
+  if (!mem) {
+    ++group->members.front()->eng_.counters.acceptNoSlot;
     tcp_abort(newpcb);
     return ERR_ABRT;
   }

@@ -65,6 +65,8 @@ class UdpSocket final : public EngineSocket {
     return 0;
   }
 
+  std::unique_ptr<EngineSocket> share(const SlotMemory&, SocketOwner&) override { return nullptr; }
+
   void pump() override {
     bool moved = false;
     for (int burst = 0; burst < 64; ++burst) {
