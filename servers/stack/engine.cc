@@ -28,7 +28,41 @@ Engine::Engine(const EngineConfig& config, FrameSink& sink) : impl_(std::make_un
 
 Engine::~Engine() { netif_remove(&impl_->nif); }
 
+namespace {
+
+// A SYN for a connection that is in TIME_WAIT here. lwIP answers such a SYN
+// with an ACK and ignores the peer's RST (RFC 1337), so the peer's connect()
+// hangs until TIME_WAIT ends (2 MSL, 2 minutes in lwIP). Linux, whose
+// clients reuse ports quickly when they were not the side that closed,
+// accepts a new SYN on a TIME_WAIT connection when its timestamps or
+// sequence number show a new incarnation; mknet does the same by dropping
+// the TIME_WAIT pcb before lwIP sees the SYN (the old connection is over;
+// on a link between two hosts no delayed duplicate of it survives 2 MSL
+// anyway). Without this a server closing first stalls after a few thousand
+// short connections from one client.
+bool recycleTimeWait(const std::byte* frame, uint32_t length) {
+  const auto* b = reinterpret_cast<const uint8_t*>(frame);
+  if (length < 14 + 20 + 20 || b[12] != 0x08 || b[13] != 0x00) return false;
+  const uint32_t ihl = (b[14] & 0x0fu) * 4u;
+  if (b[23] != 6 || ihl < 20 || length < 14 + ihl + 20) return false;
+  const uint8_t* tcp = b + 14 + ihl;
+  if ((tcp[13] & (0x02 | 0x10 | 0x04)) != 0x02) return false;  // SYN alone
+  const uint32_t srcIp = uint32_t{b[26]} << 24 | uint32_t{b[27]} << 16 | uint32_t{b[28]} << 8 | b[29];
+  const uint16_t srcPort = static_cast<uint16_t>(tcp[0] << 8 | tcp[1]);
+  const uint16_t dstPort = static_cast<uint16_t>(tcp[2] << 8 | tcp[3]);
+  for (tcp_pcb* pcb = tcp_tw_pcbs; pcb != nullptr; pcb = pcb->next) {
+    if (pcb->local_port == dstPort && pcb->remote_port == srcPort && fromLwip(pcb->remote_ip) == srcIp) {
+      tcp_abort(pcb);  // a TIME_WAIT pcb is only unlinked and freed: no RST
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 void Engine::input(uint32_t index, std::byte* data, uint32_t length, uint32_t bufferSize) {
+  if (tcp_tw_pcbs != nullptr && recycleTimeWait(data, length)) ++impl_->counters.timeWaitRecycled;
   // rxPbufs was sized once for the whole pool: lwIP holds pointers into it
   // (out-of-order segments), so it must never move.
   assert(index < impl_->rxPbufs.size() && "buffer index beyond the pool the engine was built for");
@@ -51,6 +85,7 @@ void Engine::input(uint32_t index, std::byte* data, uint32_t length, uint32_t bu
 }
 
 void Engine::inputCopy(const std::byte* data, uint32_t length) {
+  if (tcp_tw_pcbs != nullptr && recycleTimeWait(data, length)) ++impl_->counters.timeWaitRecycled;
   pbuf* p = pbuf_alloc(PBUF_RAW, static_cast<u16_t>(length), PBUF_RAM);
   if (p == nullptr) {
     ++impl_->counters.inputErrors;
