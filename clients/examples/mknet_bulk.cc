@@ -26,9 +26,9 @@ namespace mknet::examples {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: mknet-bulk send  --connect IP:PORT --bytes N [--seed S] [common]\n"
+    "usage: mknet-bulk send  --connect IP:PORT --bytes N [--seconds T] [--seed S] [common]\n"
     "       mknet-bulk sink  --port P [--bind IP] [--once] [common]\n"
-    "       mknet-bulk serve --port P [--bind IP] --bytes N [--seed S] [--once] [common]\n"
+    "       mknet-bulk serve --port P [--bind IP] --bytes N [--seconds T] [--seed S] [--once] [common]\n"
     "       mknet-bulk recv  --connect IP:PORT [common]\n"
     "       mknet-bulk dump  --bytes N [--seed S]\n"
     "\n"
@@ -37,6 +37,9 @@ constexpr char kUsage[] =
     "stream for seed S (default 1); sink/recv read until the peer ends the\n"
     "stream. Without --once, sink and serve handle one connection after another\n"
     "until killed. dump writes the stream to stdout (pipe it to sha256sum).\n"
+    "--seconds T makes send/serve stop after T seconds if the N bytes are not\n"
+    "out by then (--bytes may then be left out: no byte limit); bytes= reports\n"
+    "what was sent.\n"
     "\n"
     "Each transfer prints one line: mode= bytes= seconds= gbps= sha256= peer=\n"
     "Servers first print listen=IP:PORT (--port 0 picks a free port).\n"
@@ -49,7 +52,7 @@ constexpr char kUsage[] =
 
 constexpr FlagSpec kFlags[] = {
     {"help", false}, {"connect", true}, {"port", true},    {"bind", true},     {"bytes", true},
-    {"seed", true},  {"once", false},   {"buffer", true},  {"no-hash", false},
+    {"seed", true},  {"once", false},   {"buffer", true},  {"no-hash", false},  {"seconds", true},
 };
 
 struct Options {
@@ -57,6 +60,7 @@ struct Options {
   Ipv4Endpoint remote;
   Ipv4Endpoint local;  // ip 0 = any
   uint64_t bytes = 0;
+  double seconds = 0;  // 0: no time limit
   uint64_t seed = 1;
   bool once = false;
   size_t buffer = 256 * 1024;
@@ -107,8 +111,11 @@ std::optional<Transfer> sendStream(Socket& socket, const Options& o) {
   PrngStream stream(o.seed);
   StreamDigest digest(o.hash);
   const auto start = std::chrono::steady_clock::now();
+  const auto deadline =
+      start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(o.seconds));
   uint64_t left = o.bytes;
   while (left > 0) {
+    if (o.seconds > 0 && std::chrono::steady_clock::now() >= deadline) break;
     const std::span<std::byte> chunk(buf.data(), static_cast<size_t>(std::min<uint64_t>(left, buf.size())));
     stream.fill(chunk);
     digest.update(chunk);
@@ -132,7 +139,7 @@ std::optional<Transfer> sendStream(Socket& socket, const Options& o) {
     }
     if (*n == 0) break;
   }
-  return Transfer{o.bytes, secondsSince(start), digest.hex()};
+  return Transfer{o.bytes - left, secondsSince(start), digest.hex()};
 }
 
 // Reads until the peer ends the stream.
@@ -251,6 +258,7 @@ int run(int argc, char** argv) {
   for (const auto& [flag, allowed] : {std::pair{"connect", isClient}, std::pair{"port", isServer},
                                       std::pair{"bind", isServer}, std::pair{"once", isServer},
                                       std::pair{"bytes", sends}, std::pair{"seed", sends},
+                                      std::pair{"seconds", sends && o.mode != "dump"},
                                       std::pair{"no-hash", o.mode != "dump"}}) {
     if (!onlyFor(flag, allowed)) return usageError("--" + std::string(flag) + " does not apply to " + o.mode);
   }
@@ -275,9 +283,15 @@ int run(int argc, char** argv) {
     }
   }
   if (sends) {
+    if (const auto t = flags->value("seconds")) {
+      const auto s = parseSeconds(*t);
+      if (!s) return usageError("bad --seconds '" + std::string(*t) + "'");
+      o.seconds = *s;
+      o.bytes = UINT64_MAX;
+    }
     const auto v = flags->value("bytes");
-    if (!v) return usageError(o.mode + " needs --bytes N");
-    const auto n = parseCount(*v);
+    if (!v && o.seconds == 0) return usageError(o.mode + " needs --bytes N");
+    const auto n = v ? parseCount(*v) : std::optional<uint64_t>(o.bytes);
     if (!n) return usageError("bad --bytes '" + std::string(*v) + "'");
     o.bytes = *n;
     if (const auto s = flags->value("seed")) {
