@@ -40,29 +40,52 @@ namespace {
 // on a link between two hosts no delayed duplicate of it survives 2 MSL
 // anyway). Without this a server closing first stalls after a few thousand
 // short connections from one client.
-bool recycleTimeWait(const std::byte* frame, uint32_t length) {
+// lwIP keeps TIME_WAIT connections in one list that tcp_input() walks for
+// every segment not of an active connection (every SYN) and keeps each for 2
+// minutes, so a server doing thousands of short connections a second would
+// walk a list of hundreds of thousands. Like Linux's tcp_max_tw_buckets (but
+// lower: Linux hashes, lwIP walks), mknet keeps at most this many and ends
+// the oldest early.
+constexpr size_t kMaxTimeWait = 256;
+
+// Returns how many TIME_WAIT pcbs it ended (recycled for this SYN or over the cap).
+uint32_t recycleTimeWait(const std::byte* frame, uint32_t length, uint64_t* recycled, uint64_t* trimmed) {
   const auto* b = reinterpret_cast<const uint8_t*>(frame);
-  if (length < 14 + 20 + 20 || b[12] != 0x08 || b[13] != 0x00) return false;
+  if (length < 14 + 20 + 20 || b[12] != 0x08 || b[13] != 0x00) return 0;
   const uint32_t ihl = (b[14] & 0x0fu) * 4u;
-  if (b[23] != 6 || ihl < 20 || length < 14 + ihl + 20) return false;
+  if (b[23] != 6 || ihl < 20 || length < 14 + ihl + 20) return 0;
   const uint8_t* tcp = b + 14 + ihl;
-  if ((tcp[13] & (0x02 | 0x10 | 0x04)) != 0x02) return false;  // SYN alone
+  if ((tcp[13] & (0x02 | 0x10 | 0x04)) != 0x02) return 0;  // SYN alone
   const uint32_t srcIp = uint32_t{b[26]} << 24 | uint32_t{b[27]} << 16 | uint32_t{b[28]} << 8 | b[29];
   const uint16_t srcPort = static_cast<uint16_t>(tcp[0] << 8 | tcp[1]);
   const uint16_t dstPort = static_cast<uint16_t>(tcp[2] << 8 | tcp[3]);
-  for (tcp_pcb* pcb = tcp_tw_pcbs; pcb != nullptr; pcb = pcb->next) {
-    if (pcb->local_port == dstPort && pcb->remote_port == srcPort && fromLwip(pcb->remote_ip) == srcIp) {
-      tcp_abort(pcb);  // a TIME_WAIT pcb is only unlinked and freed: no RST
-      return true;
+  // New TIME_WAIT pcbs go to the front of the list, so past kMaxTimeWait
+  // are the oldest. Each connection's SYN passes here once, so checking on
+  // SYNs keeps the list within one of the cap.
+  tcp_pcb* match = nullptr;
+  tcp_pcb* over[4];
+  size_t n = 0, nOver = 0;
+  for (tcp_pcb* pcb = tcp_tw_pcbs; pcb != nullptr; pcb = pcb->next, ++n) {
+    if (match == nullptr && pcb->local_port == dstPort && pcb->remote_port == srcPort &&
+        fromLwip(pcb->remote_ip) == srcIp) {
+      match = pcb;
+    } else if (n >= kMaxTimeWait && nOver < std::size(over)) {
+      over[nOver++] = pcb;
     }
   }
-  return false;
+  // tcp_abort() of a TIME_WAIT pcb only unlinks and frees it: no RST.
+  if (match != nullptr) tcp_abort(match);
+  for (size_t i = 0; i < nOver; ++i) tcp_abort(over[i]);
+  *recycled += match != nullptr;
+  *trimmed += nOver;
+  return (match != nullptr) + static_cast<uint32_t>(nOver);
 }
 
 }  // namespace
 
 void Engine::input(uint32_t index, std::byte* data, uint32_t length, uint32_t bufferSize) {
-  if (tcp_tw_pcbs != nullptr && recycleTimeWait(data, length)) ++impl_->counters.timeWaitRecycled;
+  if (tcp_tw_pcbs != nullptr)
+    recycleTimeWait(data, length, &impl_->counters.timeWaitRecycled, &impl_->counters.timeWaitTrimmed);
   // rxPbufs was sized once for the whole pool: lwIP holds pointers into it
   // (out-of-order segments), so it must never move.
   assert(index < impl_->rxPbufs.size() && "buffer index beyond the pool the engine was built for");
@@ -85,7 +108,8 @@ void Engine::input(uint32_t index, std::byte* data, uint32_t length, uint32_t bu
 }
 
 void Engine::inputCopy(const std::byte* data, uint32_t length) {
-  if (tcp_tw_pcbs != nullptr && recycleTimeWait(data, length)) ++impl_->counters.timeWaitRecycled;
+  if (tcp_tw_pcbs != nullptr)
+    recycleTimeWait(data, length, &impl_->counters.timeWaitRecycled, &impl_->counters.timeWaitTrimmed);
   pbuf* p = pbuf_alloc(PBUF_RAW, static_cast<u16_t>(length), PBUF_RAM);
   if (p == nullptr) {
     ++impl_->counters.inputErrors;

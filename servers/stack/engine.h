@@ -45,6 +45,7 @@ struct EngineCounters {
   uint64_t kicked = 0;    // connections prompted to retransmit after a link outage
   uint64_t acceptNoSlot = 0, udpRxDropped = 0, badTxRecords = 0;
   uint64_t timeWaitRecycled = 0;  // TIME_WAIT connections ended early by a new SYN (see engine.cc)
+  uint64_t timeWaitTrimmed = 0;   // ...or because more than kMaxTimeWait were waiting
 };
 
 class EngineSocket;

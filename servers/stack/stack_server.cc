@@ -165,6 +165,7 @@ class AdminImpl final : public schema::Admin::Server {
     c.emplace_back("engine_rx_copied", ec.rxCopied);
     c.emplace_back("engine_connections_kicked", ec.kicked);
     c.emplace_back("engine_timewait_recycled", ec.timeWaitRecycled);
+    c.emplace_back("engine_timewait_trimmed", ec.timeWaitTrimmed);
     c.emplace_back("accept_no_slot", ec.acceptNoSlot);
     c.emplace_back("udp_rx_dropped", ec.udpRxDropped);
     c.emplace_back("bad_tx_records", ec.badTxRecords);
