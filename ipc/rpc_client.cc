@@ -15,6 +15,12 @@ namespace mknet::ipc {
 
 Result<kj::Own<RpcClient>> RpcClient::connect(kj::AsyncIoContext& io, const std::string& path,
                                               RpcClientOptions options) {
+  auto fd = connectFd(path);
+  if (!fd) return fd.error();
+  return fromConnectedFd(io, std::move(fd).value(), options);
+}
+
+Result<UniqueFd> RpcClient::connectFd(const std::string& path) {
   // The POSIX calls are ours rather than kj's network API so that errors come
   // back as errno values with context instead of exceptions.
   sockaddr_un addr{};
@@ -44,7 +50,7 @@ Result<kj::Own<RpcClient>> RpcClient::connect(kj::AsyncIoContext& io, const std:
         return makeError(err, "connect to " + path);
     }
   }
-  return fromConnectedFd(io, std::move(fd), options);
+  return fd;
 }
 
 Result<kj::Own<RpcClient>> RpcClient::fromConnectedFd(kj::AsyncIoContext& io, UniqueFd fd,

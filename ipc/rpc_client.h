@@ -39,6 +39,9 @@ class RpcClient {
   static Result<kj::Own<RpcClient>> connect(kj::AsyncIoContext& io, const std::string& path,
                                             RpcClientOptions options = {});
 
+  // Only the connection (same errors as connect()): a connected, close-on-exec
+  // socket to wrap later with fromConnectedFd(), possibly in another process.
+  static Result<UniqueFd> connectFd(const std::string& path);
   // Builds a client on an already connected Unix stream socket (e.g. one end
   // of a socketpair, or an fd inherited from a supervisor). Takes ownership.
   static Result<kj::Own<RpcClient>> fromConnectedFd(kj::AsyncIoContext& io, UniqueFd fd,

@@ -87,6 +87,7 @@ void SessionRegion::resetSlot(uint32_t slot) {
   resetRing(tx_[slot]);
   appFlags_[slot].notifyPending.store(0, std::memory_order_relaxed);
   appFlags_[slot].acceptInterest.store(0, std::memory_order_relaxed);
+  appFlags_[slot].acceptWanted.store(0, std::memory_order_relaxed);
   SlotStatus& s = status_[slot];
   s.events.store(0, std::memory_order_relaxed);
   s.error.store(0, std::memory_order_relaxed);

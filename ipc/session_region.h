@@ -59,9 +59,14 @@ struct alignas(kCacheLine) SlotAppFlags {
   // was 0, push a Notify. Stack: store(0) before it looks at the rings, so no
   // notification is lost.
   std::atomic<uint32_t> notifyPending;
-  // App: set to 1 once a process accepts on (or polls) this listener. The
-  // stack deals a shared listener's connections to members that set it.
+  // App: set to 1 once the process accepts on (or polls) this listener; a
+  // listener nobody accepts on gets no connections (they wait in the stack).
   std::atomic<uint32_t> acceptInterest;
+  // App: set to 1 when it finds the accept ring empty in accept() or poll();
+  // stack: set to 0 when it hands over a connection. A listener shared by
+  // several processes (fork) gets connections only while it asks, one per
+  // request, as Linux gives each to whichever process calls accept().
+  std::atomic<uint32_t> acceptWanted;
 };
 
 // App -> stack: "look at this slot's rings" (new tx bytes, rx space freed).

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <future>
 #include <thread>
+#include <utility>
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
@@ -32,8 +34,6 @@ constexpr uint32_t kMaxRingBytes = 64u << 20;
 // How long a blocked thread sleeps at most before it re-checks on its own:
 // a safety net only; wake-ups normally come through the doorbell.
 constexpr auto kSleepSlice = std::chrono::milliseconds(100);
-// Spin before sleeping: a wake-up across CPUs costs ~10 us here.
-constexpr auto kSpin = std::chrono::microseconds(100);
 
 long futexWait(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::nanoseconds timeout) {
   struct timespec ts {};
@@ -64,6 +64,19 @@ std::vector<ClientSession*>* gSessions = new std::vector<ClientSession*>;
 std::mutex* gCurrentMu = new std::mutex;
 std::shared_ptr<ClientSession>* gCurrent = new std::shared_ptr<ClientSession>;
 std::atomic<uint32_t> gForkEpoch{0};
+// A connection to the stack made just before fork() for the child: a child
+// that drops privileges before it first uses mknet (nginx's workers run as
+// www-data) could not connect to the stack's socket itself any more.
+int gSpareFd = -1;
+
+std::string stackSocketPath() {
+  const char* p = std::getenv("MKNET_STACK_SOCKET");
+  if (p != nullptr && *p != '\0') return p;
+  const char* rd = std::getenv("MKNET_RUNTIME_DIR");
+  return std::string(rd != nullptr && *rd != '\0' ? rd : "/run/mknet") + "/stack.sock";
+}
+
+std::atomic<SessionOpener> gOpener{nullptr};
 
 }  // namespace
 
@@ -75,8 +88,14 @@ struct ForkHandlers {
   static void prepare() {
     gCurrentMu->lock();
     gSessionsMu->lock();
+    if (!gSessions->empty() && gOpener.load(std::memory_order_relaxed) == nullptr) {
+      auto fd = ipc::RpcClient::connectFd(stackSocketPath());
+      if (fd) gSpareFd = fd->release();
+    }
   }
   static void parent() {
+    if (gSpareFd >= 0) ::close(gSpareFd);
+    gSpareFd = -1;
     gSessionsMu->unlock();
     gCurrentMu->unlock();
   }
@@ -125,13 +144,29 @@ ClientSession::~ClientSession() {
 }
 
 Result<std::shared_ptr<ClientSession>> ClientSession::open(const std::string& path) {
+  return open(path, ipc::UniqueFd());
+}
+
+Result<std::shared_ptr<ClientSession>> ClientSession::open(const std::string& path, ipc::UniqueFd connected) {
   std::shared_ptr<ClientSession> self(new ClientSession());
   std::promise<Result<void>> started;
   auto ready = started.get_future();
   ClientSession* s = self.get();
-  s->ctl_->thread = std::thread([s, path, &started] {
+  // The control thread takes no signals (they belong to the app's threads,
+  // where they interrupt blocking calls as on Linux): it starts with all
+  // blocked. A SIGPIPE from its own writes then stays pending there, so the
+  // app's SIGPIPE disposition, which kj's event loop sets to ignored, is put
+  // back as it was.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  struct sigaction pipeAction {};
+  sigaction(SIGPIPE, nullptr, &pipeAction);
+  s->ctl_->thread = std::thread([s, path, &started, pipeAction, connected = std::move(connected)]() mutable {
     auto io = kj::setupAsyncIo();
-    auto client = ipc::RpcClient::connect(io, path);
+    sigaction(SIGPIPE, &pipeAction, nullptr);
+    auto client = connected ? ipc::RpcClient::fromConnectedFd(io, std::move(connected))
+                            : ipc::RpcClient::connect(io, path);
     if (!client) {
       started.set_value(makeError(ENETDOWN, "mknet: cannot reach the stack at " + path + ": " +
                                                 client.error().message()));
@@ -178,6 +213,7 @@ Result<std::shared_ptr<ClientSession>> ClientSession::open(const std::string& pa
     s->selfWake_.ring();  // every blocked thread re-checks and sees dead()
     s->ctl_->session = nullptr;
   });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   Result<void> r = ready.get();
   if (!r) {
     s->ctl_->thread.join();
@@ -340,18 +376,9 @@ bool ClientSession::wait(const std::function<bool()>& ready, std::chrono::steady
 namespace {
 
 Result<std::shared_ptr<ClientSession>> openOverSocket() {
-  const char* p = std::getenv("MKNET_STACK_SOCKET");
-  std::string path;
-  if (p != nullptr && *p != '\0') {
-    path = p;
-  } else {
-    const char* rd = std::getenv("MKNET_RUNTIME_DIR");
-    path = std::string(rd != nullptr && *rd != '\0' ? rd : "/run/mknet") + "/stack.sock";
-  }
-  return ClientSession::open(path);
+  ipc::UniqueFd spare(std::exchange(gSpareFd, -1));  // under gCurrentMu
+  return ClientSession::open(stackSocketPath(), std::move(spare));
 }
-
-std::atomic<SessionOpener> gOpener{nullptr};
 
 }  // namespace
 

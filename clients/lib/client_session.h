@@ -22,6 +22,11 @@
 
 namespace mknet::client {
 
+// How long a waiting thread spins (yielding) before it sleeps on the
+// doorbell: a wake-up across CPUs costs 10-50 us on these machines, more
+// than most waits for the stack take.
+inline constexpr auto kSpin = std::chrono::microseconds(100);
+
 // The reply of a control call: 0 or an errno, plus call-specific values.
 struct ControlReply {
   ControlReply() = default;
@@ -37,6 +42,9 @@ class ClientSession {
   // Connects to the stack at `path` and opens a session. ENETDOWN-style
   // errors (no stack, refused, version mismatch) come back as Error.
   static Result<std::shared_ptr<ClientSession>> open(const std::string& path);
+  // The same over a connection made earlier (a forked child's; see fork
+  // handling in client_session.cc). Takes ownership of `connected`.
+  static Result<std::shared_ptr<ClientSession>> open(const std::string& path, ipc::UniqueFd connected);
 
   // A session handed over directly by a stack in this same process.
   using Offer = ipc::SessionOffer;

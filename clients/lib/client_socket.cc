@@ -128,6 +128,7 @@ int ClientSocket::sendPipeError(int flags) {
 }
 
 int ClientSocket::bind(const sockaddr* addr, socklen_t len) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   uint32_t ip, port;
   if (int e = parseAddr(addr, len, &ip, &port); e != 0) return e;
   ClientSession::Request r{ClientSession::Op::kBind, slot_};
@@ -137,6 +138,7 @@ int ClientSocket::bind(const sockaddr* addr, socklen_t len) {
 }
 
 int ClientSocket::listen(int backlog) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   if (!tcp_) return -EOPNOTSUPP;
   if (connected() || connectStarted_) return -EINVAL;
   ClientSession::Request r{ClientSession::Op::kListen, slot_};
@@ -147,6 +149,10 @@ int ClientSocket::listen(int backlog) {
 }
 
 std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* len, int* err) {
+  if (inherited()) {
+    *err = EOPNOTSUPP;  // the parent's (see forThisProcess)
+    return nullptr;
+  }
   if (!tcp_) {
     *err = EOPNOTSUPP;
     return nullptr;
@@ -156,7 +162,6 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
     return nullptr;
   }
   std::lock_guard<std::mutex> g(rxMu_);
-  showAcceptInterest();
   auto dl = deadline(false);
   for (;;) {
     auto avail = rx_.available();
@@ -183,6 +188,7 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
       *err = ECONNABORTED;
       return nullptr;
     }
+    askForConnection();  // the ring is empty: ask the stack for one
     if (nonBlocking()) {
       *err = EAGAIN;
       return nullptr;
@@ -196,6 +202,7 @@ std::shared_ptr<ClientSocket> ClientSocket::accept(sockaddr* addr, socklen_t* le
 }
 
 int ClientSocket::connect(const sockaddr* addr, socklen_t len) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   uint32_t ip, port;
   if (int e = parseAddr(addr, len, &ip, &port, !tcp_); e != 0) return e;
   if (!tcp_) {
@@ -243,6 +250,7 @@ int ClientSocket::connect(const sockaddr* addr, socklen_t len) {
 }
 
 int ClientSocket::shutdown(int how) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) return -EINVAL;
   if (tcp_ && !connected() && (events() & ipc::kEvConnected) == 0) return -ENOTCONN;
   if (!tcp_ && !udpConnected_) return -ENOTCONN;
@@ -263,11 +271,13 @@ int ClientSocket::close() {
 }
 
 ssize_t ClientSocket::send(const iovec* iov, int iovcnt, int flags, const sockaddr* to, socklen_t tolen) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   if (iovcnt < 0 || iovcnt > IOV_MAX) return -EINVAL;
   return tcp_ ? sendTcp(iov, iovcnt, flags) : sendUdp(iov, iovcnt, flags, to, tolen);
 }
 
 ssize_t ClientSocket::recv(const iovec* iov, int iovcnt, int flags, sockaddr* from, socklen_t* fromlen) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   if (iovcnt < 0 || iovcnt > IOV_MAX) return -EINVAL;
   return tcp_ ? recvTcp(iov, iovcnt, flags) : recvUdp(iov, iovcnt, flags, from, fromlen);
 }
@@ -470,6 +480,7 @@ ssize_t ClientSocket::recvUdp(const iovec* iov, int iovcnt, int flags, sockaddr*
 }
 
 int ClientSocket::setOption(int level, int name, const void* value, socklen_t len) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   if (value == nullptr && len > 0) return -EFAULT;
   if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
     if (len < static_cast<socklen_t>(sizeof(timeval))) return -EINVAL;
@@ -498,6 +509,7 @@ int ClientSocket::setOption(int level, int name, const void* value, socklen_t le
 }
 
 int ClientSocket::getOption(int level, int name, void* value, socklen_t* len) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   if (value == nullptr || len == nullptr) return -EFAULT;
   auto putInt = [&](int v) {
     socklen_t n = std::min<socklen_t>(*len, sizeof v);
@@ -536,24 +548,34 @@ int ClientSocket::getOption(int level, int name, void* value, socklen_t* len) {
 }
 
 int ClientSocket::localName(sockaddr* addr, socklen_t* len) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   if (addr == nullptr || len == nullptr) return -EFAULT;
   fillAddr(status().localIp.load(), status().localPort.load(), addr, len);
   return 0;
 }
 
 int ClientSocket::peerName(sockaddr* addr, socklen_t* len) {
+  if (inherited()) return -EOPNOTSUPP;  // the parent's (see forThisProcess)
   if (addr == nullptr || len == nullptr) return -EFAULT;
   if (tcp_ ? !connected() : !udpConnected_) return -ENOTCONN;
   fillAddr(status().peerIp.load(), status().peerPort.load(), addr, len);
   return 0;
 }
 
-void ClientSocket::showAcceptInterest() {
+void ClientSocket::askForConnection() {
+  // Only when the ring is empty: what is in it is this process's already.
+  auto avail = rx_.available();
+  if (!avail || *avail >= sizeof(ipc::AcceptRecord)) return;
   ipc::SlotAppFlags* f = session_->region().appFlags(slot_);
-  if (f->acceptInterest.load(std::memory_order_relaxed) == 0) f->acceptInterest.store(1, std::memory_order_relaxed);
+  bool first = f->acceptInterest.load(std::memory_order_relaxed) == 0;
+  if (first) f->acceptInterest.store(1, std::memory_order_relaxed);
+  bool asked = f->acceptWanted.exchange(1, std::memory_order_seq_cst) == 0;
+  // Connections may be waiting in the stack for a taker: tell it.
+  if (first || asked) session_->notify(slot_, generation_);
 }
 
 short ClientSocket::readiness(short want) {
+  if (inherited()) return POLLNVAL;  // the parent's: nothing of it may be read here
   short r = 0;
   uint32_t ev = events();
   bool dead = session_->dead();
@@ -564,7 +586,7 @@ short ClientSocket::readiness(short want) {
     if (!f || *f >= 2048) r |= POLLOUT;
     if (dead) r |= POLLERR;
   } else if (listening_) {
-    if ((want & POLLIN) != 0) showAcceptInterest();
+    if ((want & POLLIN) != 0) askForConnection();
     auto a = rx_.available();
     if (!a || *a >= sizeof(ipc::AcceptRecord) || dead) r |= POLLIN;
     if (dead) r |= POLLERR | POLLHUP;

@@ -67,8 +67,9 @@ class ClientSocket {
   int takeError();
   std::chrono::steady_clock::time_point deadline(bool send) const;
   int sendPipeError(int flags);
-  // Tells the stack this process accepts on the listener (see onAccept).
-  void showAcceptInterest();
+  // Tells the stack this process wants a connection from the listener, if
+  // its accept ring is empty (see SlotAppFlags::acceptWanted).
+  void askForConnection();
   ssize_t sendTcp(const iovec* iov, int iovcnt, int flags);
   ssize_t sendUdp(const iovec* iov, int iovcnt, int flags, const sockaddr* to, socklen_t tolen);
   ssize_t recvTcp(const iovec* iov, int iovcnt, int flags);

@@ -14,10 +14,24 @@ class TcpSocket;
 // their own handle (a pre-forked server's workers). Each member has its own
 // slot and accept ring in its own session; accepted connections are dealt
 // out among the members. The pcb closes when the last member leaves.
+//
+// A connection goes only to a member whose process has shown that it
+// accepts (accept, poll or epoll on the listener: acceptInterest), as on
+// Linux, where whoever calls accept() takes it from the one shared queue.
+// Until one has, the connection waits here, parked: established in lwIP,
+// its data refused (lwIP keeps it and closes the window), its FIN noted.
+struct ListenGroup;
+struct ParkedConnection {  // the parked pcb's callback argument
+  ListenGroup* group;
+  tcp_pcb* pcb;
+  bool fin;
+};
 struct ListenGroup {
   tcp_pcb* pcb = nullptr;
   std::vector<TcpSocket*> members;
   size_t next = 0;  // round robin
+  std::vector<std::unique_ptr<ParkedConnection>> parked;  // oldest first
+  uint32_t backlog = 1;
 };
 
 class TcpSocket final : public EngineSocket {
@@ -77,6 +91,7 @@ class TcpSocket final : public EngineSocket {
     listening_ = true;
     group_ = std::make_shared<ListenGroup>();
     group_->pcb = l;
+    group_->backlog = static_cast<uint32_t>(backlog);
     group_->members.push_back(this);
     tcp_arg(pcb_, group_.get());
     tcp_accept(pcb_, onAccept);
@@ -215,7 +230,12 @@ class TcpSocket final : public EngineSocket {
   }
 
   void pump() override {
-    if (pcb_ == nullptr || listening_) return;
+    if (listening_) {
+      // The app may have just shown that it accepts: hand it what waits.
+      if (group_ && !group_->parked.empty()) deliverParked(*group_);
+      return;
+    }
+    if (pcb_ == nullptr) return;
     releaseWindow();
     pushTx();
   }
@@ -259,6 +279,15 @@ class TcpSocket final : public EngineSocket {
     pcb_ = nullptr;
     if (!group_) return;
     std::erase(group_->members, this);
+    if (group_->members.empty()) {
+      for (auto& c : group_->parked) {
+        tcp_arg(c->pcb, nullptr);
+        tcp_recv(c->pcb, nullptr);
+        tcp_err(c->pcb, nullptr);
+        tcp_abort(c->pcb);  // RST, as Linux resets what waits in a closed listener's queue
+      }
+      group_->parked.clear();
+    }
     if (group_->members.empty() && group_->pcb != nullptr) {
       tcp_arg(group_->pcb, nullptr);
       tcp_accept(group_->pcb, nullptr);
@@ -451,6 +480,14 @@ class TcpSocket final : public EngineSocket {
   }
 
   static err_t onAccept(void* arg, tcp_pcb* newpcb, err_t err);
+  static err_t onParkedRecv(void* arg, tcp_pcb* pcb, pbuf* p, err_t err);
+  static void onParkedError(void* arg, err_t err);
+  // A member to hand a connection to (interested, with room), round robin.
+  static TcpSocket* pickMember(ListenGroup& g);
+  static void deliverParked(ListenGroup& g);
+  // Gives this listener member the connection `pcb`: a slot, a socket, an
+  // accept record. False if its session has no free slot.
+  bool deliver(tcp_pcb* pcb, bool fin);
 
   Engine::Impl& eng_;
   SlotMemory mem_;
@@ -468,45 +505,97 @@ class TcpSocket final : public EngineSocket {
   std::shared_ptr<ListenGroup> group_;  // listeners only
 };
 
+TcpSocket* TcpSocket::pickMember(ListenGroup& g) {
+  const size_t n = g.members.size();
+  for (size_t i = 0; i < n; ++i) {
+    TcpSocket* m = g.members[(g.next + i) % n];
+    // Alone, a listener takes connections ahead of accept() (into its ring)
+    // once its process accepts at all; shared, only a process asking now.
+    const ipc::SlotAppFlags& f = *m->mem_.appFlags;
+    if (n == 1 ? f.acceptInterest.load(std::memory_order_relaxed) == 0
+               : f.acceptWanted.load(std::memory_order_relaxed) == 0)
+      continue;
+    auto room = m->rx_.freeSlots();
+    if (!room) {
+      m->owner_.ringBroken(m->mem_.slot, "accept");
+      continue;
+    }
+    if (*room < sizeof(ipc::AcceptRecord)) continue;
+    g.next = (g.next + i + 1) % n;
+    return m;
+  }
+  return nullptr;
+}
+
+bool TcpSocket::deliver(tcp_pcb* pcb, bool fin) {
+  std::optional<SlotMemory> mem = owner_.allocateSlot();
+  if (!mem) {
+    ++eng_.counters.acceptNoSlot;
+    return false;
+  }
+  auto sock = std::make_unique<TcpSocket>(eng_, *mem, owner_, pcb);
+  TcpSocket* raw = sock.get();
+  sock->inheritOptions(*this);
+  sock->startAccepted();
+  ipc::AcceptRecord rec{};
+  rec.slot = mem->slot;
+  rec.generation = mem->status->generation.load(std::memory_order_relaxed);
+  (void)rx_.write(std::as_bytes(std::span(&rec, 1)));
+  mem_.appFlags->acceptWanted.store(0, std::memory_order_relaxed);  // asked once, served once
+  owner_.adopt(std::move(sock));
+  if (fin) raw->setEvent(ipc::kEvRxEof);
+  if (pcb->refused_data != nullptr) tcp_process_refused_data(pcb);  // what arrived while parked
+  post();
+  return true;
+}
+
+void TcpSocket::deliverParked(ListenGroup& g) {
+  while (!g.parked.empty()) {
+    TcpSocket* m = pickMember(g);
+    if (m == nullptr) return;
+    std::unique_ptr<ParkedConnection> c = std::move(g.parked.front());
+    g.parked.erase(g.parked.begin());
+    if (!m->deliver(c->pcb, c->fin)) {
+      tcp_arg(c->pcb, nullptr);
+      tcp_recv(c->pcb, nullptr);
+      tcp_err(c->pcb, nullptr);
+      tcp_abort(c->pcb);
+    }
+  }
+}
+
+err_t TcpSocket::onParkedRecv(void* arg, tcp_pcb*, pbuf* p, err_t) {
+  if (p != nullptr) return ERR_MEM;  // refused: lwIP keeps it until delivery
+  static_cast<ParkedConnection*>(arg)->fin = true;  // the peer closed already
+  return ERR_OK;
+}
+
+void TcpSocket::onParkedError(void* arg, err_t) {
+  // lwIP freed the pcb (reset by the peer): forget it.
+  auto* c = static_cast<ParkedConnection*>(arg);
+  std::erase_if(c->group->parked, [c](const auto& p) { return p.get() == c; });
+}
+
 err_t TcpSocket::onAccept(void* arg, tcp_pcb* newpcb, err_t err) {
   auto* group = static_cast<ListenGroup*>(arg);
   if (group == nullptr || err != ERR_OK || newpcb == nullptr || group->members.empty()) return ERR_VAL;
-  ipc::AcceptRecord rec{};
-  // Which member gets it: round robin over those whose process has shown it
-  // accepts (accept, poll or epoll on the listener: acceptInterest) and has
-  // room; failing that, any with room. A process that inherited the listener
-  // but never accepts (a pre-fork server's master) is then never chosen.
-  TcpSocket* self = nullptr;
-  const size_t n = group->members.size();
-  for (int pass = 0; pass < 2 && self == nullptr; ++pass) {
-    for (size_t i = 0; i < n; ++i) {
-      TcpSocket* m = group->members[(group->next + i) % n];
-      if (pass == 0 && (n == 1 || m->mem_.appFlags->acceptInterest.load(std::memory_order_relaxed) == 0)) continue;
-      auto room = m->rx_.freeSlots();
-      if (!room) {
-        m->owner_.ringBroken(m->mem_.slot, "accept");
-        continue;
-      }
-      if (*room < sizeof rec) continue;
-      self = m;
-      group->next = (group->next + i + 1) % n;
-      break;
+  if (!group->parked.empty()) deliverParked(*group);  // first come, first served
+  if (group->parked.empty()) {
+    if (TcpSocket* m = pickMember(*group)) {
+      if (m->deliver(newpcb, false)) return ERR_OK;
+      tcp_abort(newpcb);
+      return ERR_ABRT;
     }
   }
-  std::optional<SlotMemory> mem = self != nullptr ? self->owner_.allocateSlot() : std::nullopt;
-  if (!mem) {
+  if (group->parked.size() >= group->backlog) {
     ++group->members.front()->eng_.counters.acceptNoSlot;
     tcp_abort(newpcb);
     return ERR_ABRT;
   }
-  auto sock = std::make_unique<TcpSocket>(self->eng_, *mem, self->owner_, newpcb);
-  sock->inheritOptions(*self);
-  sock->startAccepted();
-  rec.slot = mem->slot;
-  rec.generation = mem->status->generation.load(std::memory_order_relaxed);
-  (void)self->rx_.write(std::as_bytes(std::span(&rec, 1)));
-  self->owner_.adopt(std::move(sock));
-  self->post();
+  group->parked.push_back(std::make_unique<ParkedConnection>(ParkedConnection{group, newpcb, false}));
+  tcp_arg(newpcb, group->parked.back().get());
+  tcp_recv(newpcb, onParkedRecv);
+  tcp_err(newpcb, onParkedError);
   return ERR_OK;
 }
 
