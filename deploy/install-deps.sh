@@ -16,6 +16,7 @@ PACKAGES=(
   # tests
   googletest libgtest-dev libgmock-dev
   iproute2 iputils-ping curl procps coreutils python3
+  nginx-light wrk        # real programs run on mknet by the preload tests (with curl, iperf3)
   # benchmarks
   libbenchmark-dev iperf3
 )
@@ -43,3 +44,9 @@ apt-get update -q
 # iperf3 asks whether to start a daemon; answer no.
 echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The tests start nginx themselves, on mknet; Debian's package would also
+# start a system-wide one on port 80. Stop and disable that one (only when
+# this script installed it).
+if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
