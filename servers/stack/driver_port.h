@@ -66,6 +66,7 @@ class DriverPort : public FrameSink {
 
   const DriverPortCounters& counters() const { return counters_; }
   uint32_t freeBuffers() const { return alloc_.available(); }
+  uint32_t txBuffersFree() const override { return attached_ ? alloc_.available() : UINT32_MAX; }
   uint32_t bufferCount() const { return region_.config().bufferCount; }
   const std::string& driverName() const { return name_; }
   uint32_t driverPid() const { return pid_; }

@@ -124,6 +124,14 @@ void Engine::inputCopy(const std::byte* data, uint32_t length) {
   }
 }
 
+uint32_t Engine::retryBlockedSenders() {
+  if (impl_->blockedSenders.empty()) return 0;
+  std::vector<EngineSocket*> retry;
+  retry.swap(impl_->blockedSenders);  // pump() may block and re-add them
+  for (EngineSocket* s : retry) s->pump();
+  return static_cast<uint32_t>(retry.size());
+}
+
 void Engine::kickConnections() {
   // After the link was down (a driver died), frames were lost both ways. Do
   // not wait for retransmission timeouts (lwIP's start at 1 s and back off,

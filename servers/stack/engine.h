@@ -37,6 +37,9 @@ class FrameSink {
   virtual void endFrame(size_t length) = 0;
   // lwIP let go of a received buffer (its pbuf was freed).
   virtual void releaseRxBuffer(uint32_t index) = 0;
+  // Buffers beginFrame() could hand out now (for UDP flow control); a large
+  // number when frames are dropped anyway (no driver).
+  virtual uint32_t txBuffersFree() const = 0;
 };
 
 struct EngineCounters {
@@ -138,6 +141,9 @@ class Engine {
   void setMac(const std::array<uint8_t, 6>& mac);
   // Runs due lwIP timers; returns ms until the next one.
   uint32_t runTimers();
+  // UDP senders that stopped for want of transmit buffers try again; call
+  // after transmit buffers came back. Returns how many were retried.
+  uint32_t retryBlockedSenders();
 
   std::unique_ptr<EngineSocket> openSocket(SocketKind kind, const SlotMemory& mem, SocketOwner& owner);
 

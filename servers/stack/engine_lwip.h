@@ -91,6 +91,10 @@ struct Engine::Impl {
   std::vector<RxPbuf> rxPbufs;
   EngineCounters counters;
   uint32_t liveSockets = 0;
+  // UDP sockets waiting for transmit buffers (UdpSocket::pump): their
+  // datagrams stay in the app's send ring, so the app's send() blocks as a
+  // full socket buffer does on Linux, instead of the stack dropping them.
+  std::vector<EngineSocket*> blockedSenders;
 
   static void freeRx(pbuf* p) {
     auto* r = reinterpret_cast<RxPbuf*>(p);

@@ -330,6 +330,7 @@ void StackServer::run() {
   uint32_t round = 0;
   while (!stopping_) {
     uint32_t work = port_->poll(config_.burst);
+    engine_->retryBlockedSenders();  // not work: the loop may sleep; txFree wakes it
     for (AppSession* a : sessions_.sessions()) work += a->poll(config_.burst);
     auto now = Clock::now();
     if (now >= nextTimer) {

@@ -1,6 +1,8 @@
 // UdpSocket: one UDP socket of an app session on an lwIP pcb (lwIP side; see engine_lwip.h).
 #include "servers/stack/engine_lwip.h"
 
+#include <algorithm>
+
 namespace mknet::stack {
 
 using ipc::SlotState;
@@ -9,6 +11,7 @@ namespace {
 
 class UdpSocket final : public EngineSocket {
  public:
+  static constexpr uint32_t kTxReserve = 64;  // transmit buffers UDP leaves to TCP
   UdpSocket(Engine::Impl& eng, const SlotMemory& mem, SocketOwner& owner, udp_pcb* pcb)
       : eng_(eng), mem_(mem), owner_(owner), pcb_(pcb), rx_(mem.rx, mem.ringBytes), tx_(mem.tx, mem.ringBytes) {
     ++eng_.liveSockets;
@@ -16,6 +19,7 @@ class UdpSocket final : public EngineSocket {
     mem_.status->state.store(static_cast<uint32_t>(SlotState::kUdp), std::memory_order_release);
   }
   ~UdpSocket() override {
+    std::erase(eng_.blockedSenders, static_cast<EngineSocket*>(this));
     if (pcb_ != nullptr) udp_remove(pcb_);
     --eng_.liveSockets;
   }
@@ -82,6 +86,16 @@ class UdpSocket final : public EngineSocket {
         return owner_.ringBroken(mem_.slot, "send (datagram length)");
       }
       if (*avail < sizeof h + h.length) break;  // the rest is still being written
+      // Leave the datagram in the ring while the pool lacks the buffers for
+      // its frames (IP fragments) plus a reserve for TCP: the app's send()
+      // then blocks instead of the datagram being dropped.
+      const uint32_t frames = (h.length + 8 + 1479) / 1480;
+      if (eng_.sink.txBuffersFree() < frames + kTxReserve) {
+        EngineSocket* self = this;
+        if (std::find(eng_.blockedSenders.begin(), eng_.blockedSenders.end(), self) == eng_.blockedSenders.end())
+          eng_.blockedSenders.push_back(self);
+        break;
+      }
       pbuf* p = pbuf_alloc(PBUF_TRANSPORT, static_cast<u16_t>(h.length), PBUF_RAM);
       if (p == nullptr) break;
       (void)tx_.peek(std::span<std::byte>(static_cast<std::byte*>(p->payload), h.length), sizeof h);
