@@ -56,13 +56,14 @@ int main(int argc, char** argv) {
   kj::UnixEventPort::captureSignal(SIGINT);
 
   net::MacAddress mac = opts.mac ? *opts.mac : randomLocalMac();
-  auto tap = TapDevice::open(opts.tap, mac);
+  auto tap = TapDevice::open(opts.tap, mac, opts.offload);
   if (!tap) {
     printError(tap.error().message());
     return 1;
   }
-  spdlog::info("{}: attached to TAP {} (mtu {}, link {}), station mac {}", kProgram, tap->name(),
-               tap->mtu(), tap->linkUp() ? "up" : "down", mac.toString());
+  spdlog::info("{}: attached to TAP {} (mtu {}, link {}, offload {}), station mac {}", kProgram,
+               tap->name(), tap->mtu(), tap->linkUp() ? "up" : "down", tap->offload() ? "on" : "off",
+               mac.toString());
 
   StackLinkOptions linkOptions;
   linkOptions.socketPath = opts.stackSocket;

@@ -49,6 +49,10 @@ Result<Options> parseOptions(std::span<const char* const> args, const char* runt
       o.help = true;
       continue;
     }
+    if (arg == "--no-offload") {
+      o.offload = false;
+      continue;
+    }
     if (!arg.starts_with("--")) return makeError(EINVAL, "unexpected argument '" + std::string(arg) + "'");
     std::string_view flag = arg;
     std::string_view value;
@@ -126,6 +130,10 @@ reconnects whenever the stack goes away, and exits 0 on SIGTERM or SIGINT.
   --connect-timeout T     give up if the first registration has not succeeded
                           after T (10, 10s or 500ms; default 10s)
   --log-level LEVEL       trace, debug, info, warn, error, critical or off (default info)
+  --no-offload            plain frames only: no virtio-net header, no TCP
+                          super-frames (GSO/TSO) and no partial checksums on the
+                          TAP (default: on; one write/read carries up to 64 KiB
+                          of a TCP stream)
   --help                  this text
 )";
 }

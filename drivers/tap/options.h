@@ -20,6 +20,9 @@ struct Options {
   std::chrono::microseconds spin{50};
   std::chrono::milliseconds connectTimeout{10000};
   std::string logLevel = "info";        // an spdlog level name
+  // virtio-net header offloads on the TAP: TCP super-frames both ways and
+  // partial checksums (--no-offload turns them off: plain frames only).
+  bool offload = true;
   bool help = false;
 };
 

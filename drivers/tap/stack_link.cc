@@ -264,11 +264,14 @@ kj::Promise<Result<void>> StackLink::statsLoop() {
   return timer_.afterDelay(toKj(options_.statsInterval)).then([this]() -> kj::Promise<Result<void>> {
     Attachment& a = *attachment_;
     TapDriverStats s = a.driver->stats();
-    spdlog::debug("{}: rx {} frames {} bytes {} dropped ({} no buffer, {} oversize); tx {} frames "
-                  "{} bytes {} errors; {} bad descriptors; {} wake-ups",
+    spdlog::debug("{}: rx {} frames {} bytes {} dropped ({} no buffer, {} oversize, {} bad "
+                  "offload), {} super-frames segmented, {} checksums completed; tx {} frames {} "
+                  "bytes {} errors, {} super-frames carrying {} frames, {} fallbacks; {} bad "
+                  "descriptors; {} wake-ups",
                   nic_.name(), s.rxFrames, s.rxBytes, s.rxDropped, s.rxDroppedNoBuffer,
-                  s.rxDroppedOversize, s.txFrames, s.txBytes, s.txErrors, s.badDescriptors,
-                  s.wakeups);
+                  s.rxDroppedOversize, s.rxDroppedBadOffload, s.rxGsoFrames,
+                  s.rxChecksumsCompleted, s.txFrames, s.txBytes, s.txErrors, s.txGsoFrames,
+                  s.txCoalescedFrames, s.txGsoFallbacks, s.badDescriptors, s.wakeups);
     auto req = a.session.reportStatsRequest();
     auto st = req.initStats();
     st.setRxFrames(s.rxFrames);

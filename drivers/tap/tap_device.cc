@@ -23,9 +23,27 @@ void copyName(char (&dst)[IFNAMSIZ], const std::string& name) {
 
 std::string quoted(const std::string& name) { return "TAP interface '" + name + "'"; }
 
+// struct virtio_net_hdr and its constants, as in <linux/virtio_net.h>, which
+// cannot be included from C++ (a struct there has a member named `class`).
+// The layout is the kernel ABI of IFF_VNET_HDR: fields in host order (a TAP
+// is "legacy" virtio unless TUNSETVNETLE is used).
+struct VirtioNetHdr {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+};
+static_assert(sizeof(VirtioNetHdr) == 10, "virtio_net_hdr is 10 bytes");
+constexpr uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
+
 }  // namespace
 
-Result<TapDevice> TapDevice::open(const std::string& name, net::MacAddress mac) {
+Result<TapDevice> TapDevice::open(const std::string& name, net::MacAddress mac, bool offload) {
   if (name.empty() || name.size() >= IFNAMSIZ)
     return makeError(EINVAL, quoted(name) + ": a name must have 1 to " +
                                  std::to_string(IFNAMSIZ - 1) + " characters");
@@ -58,7 +76,9 @@ Result<TapDevice> TapDevice::open(const std::string& name, net::MacAddress mac) 
 
   std::memset(&ifr, 0, sizeof ifr);
   copyName(ifr.ifr_name, name);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  // IFF_VNET_HDR is a property of this attachment (set again on every
+  // TUNSETIFF), so a driver without offload gets plain frames.
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0));
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
     int err = errno;
     switch (err) {
@@ -84,37 +104,106 @@ Result<TapDevice> TapDevice::open(const std::string& name, net::MacAddress mac) 
     return makeError(ENOENT, quoted(name) + " is not a persistent TAP (create it with: ip "
                                             "tuntap add mode tap name " + name + ")");
 
+  if (offload) {
+    int hdrSize = sizeof(VirtioNetHdr);
+    if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdrSize) != 0)
+      return errnoError(quoted(name) + ": TUNSETVNETHDRSZ");
+  }
+  // The offload features belong to the interface, not to this fd: set them
+  // either way, so what a previous driver enabled does not reach one that
+  // cannot parse it.
+  unsigned int features = offload ? (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN) : 0u;
+  if (::ioctl(fd.get(), TUNSETOFFLOAD, features) != 0)
+    return errnoError(quoted(name) + ": TUNSETOFFLOAD");
+
   std::memset(&ifr, 0, sizeof ifr);
   copyName(ifr.ifr_name, name);
   if (::ioctl(ctl.get(), SIOCGIFMTU, &ifr) != 0) return errnoError(quoted(name) + ": SIOCGIFMTU");
   auto mtu = static_cast<uint32_t>(ifr.ifr_mtu);
 
-  return TapDevice(name, mac, std::move(fd), std::move(ctl), mtu);
+  return TapDevice(name, mac, std::move(fd), std::move(ctl), mtu, offload);
 }
 
 TapDevice::TapDevice(std::string name, net::MacAddress mac, ipc::UniqueFd fd, ipc::UniqueFd ctl,
-                     uint32_t mtu)
+                     uint32_t mtu, bool offload)
     : name_(std::move(name)), mac_(mac), fd_(std::move(fd)), ctl_(std::move(ctl)), mtu_(mtu),
-      scratch_(std::make_unique<std::byte[]>(kScratchBytes)) {}
+      offload_(offload), scratch_(std::make_unique<std::byte[]>(kScratchBytes)) {}
 
-Result<size_t> TapDevice::readFrame(std::span<std::byte> buf) {
-  struct iovec iov[2] = {{buf.data(), buf.size()}, {scratch_.get(), kScratchBytes}};
-  ssize_t n = ::readv(fd_.get(), iov, 2);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return size_t{0};
+Result<RxFrame> TapDevice::readFrame(std::span<std::byte> buf) {
+  // With offload every frame is preceded by its virtio-net header; readv
+  // puts it in a local struct and the frame itself straight into `buf`.
+  VirtioNetHdr vh{};
+  struct iovec iov[3];
+  int n = 0;
+  if (offload_) iov[n++] = {&vh, sizeof vh};
+  iov[n++] = {buf.data(), buf.size()};
+  iov[n++] = {scratch_.get(), kScratchBytes};
+  ssize_t got = ::readv(fd_.get(), iov, n);
+  if (got < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return RxFrame{};
     return errnoError("read from " + quoted(name_));
   }
-  return static_cast<size_t>(n);
+  RxFrame f;
+  size_t len = static_cast<size_t>(got);
+  if (offload_) {
+    // The kernel always writes the whole header; anything shorter is no frame.
+    if (len < sizeof vh) return RxFrame{};
+    len -= sizeof vh;
+    // Fields are in host order: a TAP is "legacy" virtio (no TUNSETVNETLE).
+    uint8_t type = vh.gso_type & static_cast<uint8_t>(~VIRTIO_NET_HDR_GSO_ECN);
+    f.offload.gso = type == VIRTIO_NET_HDR_GSO_NONE    ? FrameOffload::Gso::kNone
+                    : type == VIRTIO_NET_HDR_GSO_TCPV4 ? FrameOffload::Gso::kTcpV4
+                                                       : FrameOffload::Gso::kOther;
+    f.offload.ecn = (vh.gso_type & VIRTIO_NET_HDR_GSO_ECN) != 0;
+    f.offload.needsCsum = (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0;
+    f.offload.hdrLen = vh.hdr_len;
+    f.offload.gsoSize = vh.gso_size;
+    f.offload.csumStart = vh.csum_start;
+    f.offload.csumOffset = vh.csum_offset;
+  }
+  f.length = len;
+  if (len > buf.size()) f.overflow = std::span<const std::byte>(scratch_.get(), len - buf.size());
+  return f;
 }
 
-Result<bool> TapDevice::writeFrame(std::span<const std::byte> frame) {
-  ssize_t n = ::write(fd_.get(), frame.data(), frame.size());
-  if (n < 0) {
+Result<bool> TapDevice::writeGather(std::span<const std::span<const std::byte>> pieces,
+                                    const FrameOffload& offload) {
+  if (!offload_ && !(offload == FrameOffload{}))
+    return makeError(EINVAL, "offload metadata for " + quoted(name_) + ", opened without offload");
+  if (pieces.size() + 1 > kMaxPieces)
+    return makeError(EINVAL, "a frame in " + std::to_string(pieces.size()) + " pieces for " +
+                                 quoted(name_));
+  VirtioNetHdr vh{};
+  if (offload.needsCsum) vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  if (offload.gso == FrameOffload::Gso::kTcpV4) {
+    vh.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    if (offload.ecn) vh.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+  } else if (offload.gso != FrameOffload::Gso::kNone) {
+    return makeError(EINVAL, "unsupported GSO type for " + quoted(name_));
+  }
+  vh.hdr_len = offload.hdrLen;
+  vh.gso_size = offload.gsoSize;
+  vh.csum_start = offload.csumStart;
+  vh.csum_offset = offload.csumOffset;
+
+  struct iovec iov[kMaxPieces];
+  int n = 0;
+  size_t total = 0;
+  if (offload_) {
+    iov[n++] = {&vh, sizeof vh};
+    total += sizeof vh;
+  }
+  for (const auto& p : pieces) {
+    // writev takes non-const pointers but does not write through them.
+    iov[n++] = {const_cast<std::byte*>(p.data()), p.size()};
+    total += p.size();
+  }
+  ssize_t w = ::writev(fd_.get(), iov, n);
+  if (w < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
     return errnoError("write to " + quoted(name_));
   }
-  if (static_cast<size_t>(n) != frame.size())
-    return makeError(EIO, "short write to " + quoted(name_));
+  if (static_cast<size_t>(w) != total) return makeError(EIO, "short write to " + quoted(name_));
   return true;
 }
 

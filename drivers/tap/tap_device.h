@@ -30,13 +30,23 @@ class TapDevice final : public NicDevice {
   //           (needs CAP_NET_ADMIN or the TAP's owner/group);
   //   EBUSY   another process already has the interface open;
   //   others  open/ioctl failures with errno.
-  static Result<TapDevice> open(const std::string& name, net::MacAddress mac);
+  //
+  // With `offload`, frames carry a virtio-net header (IFF_VNET_HDR) and the
+  // interface is told (TUNSETOFFLOAD) that we complete checksums and take
+  // TCP/IPv4 super-frames (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN), so the
+  // kernel hands us up to 64 KiB at a time instead of segmenting, and takes
+  // super-frames from us. Without it, both are switched off explicitly: the
+  // offload setting is a property of the persistent interface and would
+  // otherwise outlive a previous driver that enabled it.
+  static Result<TapDevice> open(const std::string& name, net::MacAddress mac, bool offload = true);
 
   TapDevice(TapDevice&&) noexcept = default;
   TapDevice& operator=(TapDevice&&) noexcept = default;
 
-  Result<size_t> readFrame(std::span<std::byte> buf) override;
-  Result<bool> writeFrame(std::span<const std::byte> frame) override;
+  Result<RxFrame> readFrame(std::span<std::byte> buf) override;
+  Result<bool> writeGather(std::span<const std::span<const std::byte>> pieces,
+                           const FrameOffload& offload) override;
+  bool offload() const override { return offload_; }
   int pollFd() const override { return fd_.get(); }
   const std::string& name() const override { return name_; }
   net::MacAddress mac() const override { return mac_; }
@@ -47,17 +57,23 @@ class TapDevice final : public NicDevice {
 
  private:
   // A frame longer than the caller's buffer lands in the scratch area, so its
-  // full length is known and it can be counted as oversized (the largest
-  // frame a TAP can produce is 64 KiB + an Ethernet header).
+  // full length is known and it can be counted as oversized, or, a GSO
+  // super-frame, segmented from there (the largest frame a TAP can produce is
+  // 64 KiB + an Ethernet header).
   static constexpr size_t kScratchBytes = 65536 + 64;
 
-  TapDevice(std::string name, net::MacAddress mac, ipc::UniqueFd fd, ipc::UniqueFd ctl, uint32_t mtu);
+  // writev() takes at most this many pieces (UIO_MAXIOV), the header included.
+  static constexpr size_t kMaxPieces = 1024;
+
+  TapDevice(std::string name, net::MacAddress mac, ipc::UniqueFd fd, ipc::UniqueFd ctl, uint32_t mtu,
+            bool offload);
 
   std::string name_;
   net::MacAddress mac_;
   ipc::UniqueFd fd_;   // the TAP queue (/dev/net/tun attached to name_)
   ipc::UniqueFd ctl_;  // an AF_INET datagram socket for interface ioctls
   uint32_t mtu_ = 0;
+  bool offload_ = false;
   std::unique_ptr<std::byte[]> scratch_;
 };
 

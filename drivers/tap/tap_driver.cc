@@ -3,7 +3,9 @@
 #include <poll.h>
 #include <sched.h>
 
+#include <array>
 #include <cerrno>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -35,7 +37,7 @@ TapDriver::TapDriver(NicDevice& nic, ipc::PoolRegion& region, const ipc::Doorbel
       rxActive_(region.rxActive(), region.config().ringCapacity),
       txActive_(region.txActive(), region.config().ringCapacity),
       txFree_(region.txFree(), region.config().ringCapacity),
-      dropBuffer_(ipc::kBufferSize) {
+      dropBuffer_(ipc::kBufferSize), coalesce_(nic.offload()) {
   if (options_.burst == 0) options_.burst = 1;
   if (options_.rxStash == 0) options_.rxStash = 1;
   stash_.reserve(options_.rxStash);
@@ -56,9 +58,15 @@ TapDriverStats TapDriver::stats() const {
   s.rxBytes = rxBytes_.get();
   s.rxDroppedNoBuffer = rxDroppedNoBuffer_.get();
   s.rxDroppedOversize = rxDroppedOversize_.get();
-  s.rxDropped = s.rxDroppedNoBuffer + s.rxDroppedOversize;
+  s.rxDroppedBadOffload = rxDroppedBadOffload_.get();
+  s.rxDropped = s.rxDroppedNoBuffer + s.rxDroppedOversize + s.rxDroppedBadOffload;
+  s.rxGsoFrames = rxGsoFrames_.get();
+  s.rxChecksumsCompleted = rxChecksumsCompleted_.get();
   s.txFrames = txFrames_.get();
   s.txBytes = txBytes_.get();
+  s.txGsoFrames = txGsoFrames_.get();
+  s.txCoalescedFrames = txCoalescedFrames_.get();
+  s.txGsoFallbacks = txGsoFallbacks_.get();
   s.txErrors = txErrors_.get();
   s.badDescriptors = badDescriptors_.get();
   s.wakeups = wakeups_.get();
@@ -139,42 +147,110 @@ Result<uint32_t> TapDriver::receive() {
     }
     if (stash_.empty()) {
       // No buffer anywhere: take the frame off the device anyway, so stale
-      // frames don't pile up in the kernel, and count the drop.
-      auto n = nic_.readFrame(dropBuffer_);
-      if (!n) {
+      // frames don't pile up in the kernel, and count the drop (a
+      // super-frame as the frames it carries).
+      auto f = nic_.readFrame(dropBuffer_);
+      if (!f) {
         deviceFailed_ = true;
-        return n.error();
+        return f.error();
       }
-      if (*n == 0) break;
-      rxDroppedNoBuffer_.add(1);
+      if (f->length == 0) break;
+      uint64_t frames = 1;
+      if (f->offload.gso == FrameOffload::Gso::kTcpV4 && f->offload.gsoSize != 0 &&
+          f->length > f->offload.hdrLen)
+        frames = (f->length - f->offload.hdrLen + f->offload.gsoSize - 1) / f->offload.gsoSize;
+      rxDroppedNoBuffer_.add(frames);
       ++work;
       continue;
     }
     Descriptor d = stash_.back();
-    auto buf = pool_.buffer(d.index);  // index checked in refillStash()
-    auto n = nic_.readFrame(*buf);
-    if (!n) {
+    auto buf = *pool_.buffer(d.index);  // index checked in refillStash()
+    auto f = nic_.readFrame(buf);
+    if (!f) {
       deviceFailed_ = true;
-      return n.error();
+      return f.error();
     }
-    if (*n == 0) break;
+    if (f->length == 0) break;
     ++work;
-    if (*n > buf->size()) {
+    if (f->offload.gso == FrameOffload::Gso::kTcpV4) {
+      stash_.pop_back();  // receiveGso() puts it back if it does not use it
+      if (auto r = receiveGso(d, buf, *f); !r) return r.error();
+      continue;
+    }
+    if (f->offload.gso != FrameOffload::Gso::kNone) {
+      rxDroppedBadOffload_.add(1);  // a GSO type we never enabled
+      continue;
+    }
+    if (f->length > buf.size()) {
       rxDroppedOversize_.add(1);  // the buffer stays in the stash
       continue;
     }
+    if (f->offload.needsCsum) {
+      // TUN_F_CSUM: the kernel left the L4 checksum to us; the stack
+      // verifies every checksum, so complete it here.
+      if (!completeChecksum(buf.first(f->length), f->offload.csumStart, f->offload.csumOffset)) {
+        rxDroppedBadOffload_.add(1);
+        continue;
+      }
+      rxChecksumsCompleted_.add(1);
+    }
     stash_.pop_back();
-    d.length = static_cast<uint32_t>(*n);
+    d.length = static_cast<uint32_t>(f->length);
     d.flags = ipc::kDescFlagNone;
     d.cookie = 0;
     rxOut_.push_back(d);
     rxFrames_.add(1);
-    rxBytes_.add(*n);
+    rxBytes_.add(f->length);
   }
   if (auto r = publish(rxActive_, rxOut_.data(), static_cast<uint32_t>(rxOut_.size()), "rxActive");
       !r)
     return r.error();
   return work;
+}
+
+Result<void> TapDriver::receiveGso(Descriptor d, std::span<std::byte> buf, const RxFrame& f) {
+  SplitFrame frame{ConstByteSpan(buf.data(), std::min(f.length, buf.size())), f.overflow};
+  auto plan = validateTcpV4Gso(frame, f.offload, buf.size());
+  if (!plan) {
+    rxDroppedBadOffload_.add(1);
+    stash_.push_back(d);
+    return ok();
+  }
+  // Segment 0 is built in place over the super-frame's head, so the
+  // original headers are copied out first.
+  std::array<std::byte, kMaxTcpV4Headers> headers;
+  std::memcpy(headers.data(), buf.data(), plan->headerLen);
+  ConstByteSpan hdr(headers.data(), plan->headerLen);
+  rxGsoFrames_.add(1);
+  // Segments 1.. first, each into a buffer of its own; their payloads lie
+  // beyond segment 0's bytes, which are rewritten last.
+  const size_t firstOut = rxOut_.size();
+  rxOut_.push_back(d);  // segment 0's slot, filled below
+  size_t k = 1;
+  for (; k < plan->segments; ++k) {
+    if (stash_.empty()) {
+      if (auto r = refillStash(); !r) return r.error();
+      if (stash_.empty()) break;
+    }
+    Descriptor s = stash_.back();
+    stash_.pop_back();
+    size_t len = writeTcpV4Segment(*plan, hdr, frame, k, *pool_.buffer(s.index));
+    s.length = static_cast<uint32_t>(len);
+    s.flags = ipc::kDescFlagNone;
+    s.cookie = 0;
+    rxOut_.push_back(s);
+    rxFrames_.add(1);
+    rxBytes_.add(len);
+  }
+  // Not enough buffers: the rest is dropped (TCP will send it again).
+  if (k < plan->segments) rxDroppedNoBuffer_.add(plan->segments - k);
+  size_t len0 = writeTcpV4Segment(*plan, hdr, frame, 0, buf);
+  rxOut_[firstOut].length = static_cast<uint32_t>(len0);
+  rxOut_[firstOut].flags = ipc::kDescFlagNone;
+  rxOut_[firstOut].cookie = 0;
+  rxFrames_.add(1);
+  rxBytes_.add(len0);
+  return ok();
 }
 
 Result<uint32_t> TapDriver::transmit() {
@@ -206,20 +282,10 @@ Result<uint32_t> TapDriver::transmit() {
     }
   }
   size_t done = 0;
-  for (; done < pendingTx_.size(); ++done) {
-    const TxEntry& e = pendingTx_[done];
-    if (!e.refused) {
-      auto r = nic_.writeFrame(*pool_.bytes(e.desc));  // validated when popped
-      if (r && !*r) break;  // device full: retry this frame later
-      if (!r) {
-        txErrors_.add(1);
-        logTxError(r.error());
-      } else {
-        txFrames_.add(1);
-        txBytes_.add(e.desc.length);
-      }
-    }
-    txDone_.push_back(e.desc);
+  while (done < pendingTx_.size()) {
+    size_t n = transmitRun(done);
+    if (n == 0) break;  // device full: retry from here later
+    done += n;
   }
   pendingTx_.erase(pendingTx_.begin(), pendingTx_.begin() + static_cast<ptrdiff_t>(done));
   work += static_cast<uint32_t>(done);
@@ -227,6 +293,60 @@ Result<uint32_t> TapDriver::transmit() {
       !r)
     return r.error();
   return work;
+}
+
+size_t TapDriver::transmitRun(size_t at) {
+  const TxEntry& e = pendingTx_[at];
+  if (e.refused) {
+    txDone_.push_back(e.desc);
+    return 1;
+  }
+  auto bytes = *pool_.bytes(e.desc);  // validated when popped
+  size_t count = 1;
+  if (coalesce_ && coalescer_.start(bytes)) {
+    while (at + count < pendingTx_.size()) {
+      const TxEntry& next = pendingTx_[at + count];
+      if (next.refused || !coalescer_.append(*pool_.bytes(next.desc))) break;
+      ++count;
+    }
+  }
+  if (count > 1) {
+    auto pieces = coalescer_.finish();
+    auto r = nic_.writeGather(pieces, coalescer_.offload());
+    if (r && !*r) return 0;  // EAGAIN: the whole run again later
+    if (r) {
+      gsoRefusalsInRow_ = 0;
+      txGsoFrames_.add(1);
+      txCoalescedFrames_.add(count);
+      txFrames_.add(count);
+      for (size_t k = 0; k < count; ++k) {
+        txBytes_.add(pendingTx_[at + k].desc.length);
+        txDone_.push_back(pendingTx_[at + k].desc);
+      }
+      return count;
+    }
+    // The device refused the super-frame: not the frames' fault, so send
+    // this one alone (the rest follow, one run at a time) rather than drop
+    // them all.
+    txGsoFallbacks_.add(1);
+    logTxError(r.error());
+    if (++gsoRefusalsInRow_ >= kMaxGsoRefusals) {
+      coalesce_ = false;
+      spdlog::warn("{}: the device refused {} super-frames in a row; sending frames one by one "
+                   "from now on", nic_.name(), gsoRefusalsInRow_);
+    }
+  }
+  auto r = nic_.writeFrame(bytes);
+  if (r && !*r) return 0;
+  if (!r) {
+    txErrors_.add(1);
+    logTxError(r.error());
+  } else {
+    txFrames_.add(1);
+    txBytes_.add(e.desc.length);
+  }
+  txDone_.push_back(e.desc);
+  return 1;
 }
 
 Result<void> TapDriver::publish(ipc::DescriptorProducer& ring, const Descriptor* d, uint32_t n,

@@ -4,6 +4,11 @@
 //   RX  rxFree (stack -> driver) -> read from the device -> rxActive (driver -> stack)
 //   TX  txActive (stack -> driver) -> write to the device -> txFree (driver -> stack)
 //
+// On a device with offload() (a TAP with virtio-net headers), consecutive
+// TCP segments of one flow go out as one super-frame (TcpCoalescer), and
+// super-frames the kernel sends are cut into wire-sized frames, one pool
+// buffer each, before they reach the stack (tcp_offload.h).
+//
 // The driver keeps no state the stack needs: every buffer it holds came off
 // rxFree or txActive, and when the driver dies the stack reclaims all of
 // them, resets the rings and hands a new instance a clean attachment.
@@ -15,6 +20,7 @@
 #include <vector>
 
 #include "drivers/tap/nic_device.h"
+#include "drivers/tap/tcp_offload.h"
 #include "ipc/doorbell.h"
 #include "ipc/pool_region.h"
 #include "ipc/spsc_ring.h"
@@ -35,11 +41,18 @@ struct TapDriverOptions {
 struct TapDriverStats {
   uint64_t rxFrames = 0;           // frames published on rxActive
   uint64_t rxBytes = 0;
-  uint64_t rxDropped = 0;          // rxDroppedNoBuffer + rxDroppedOversize
-  uint64_t rxDroppedNoBuffer = 0;  // read while neither the stash nor rxFree had a buffer
-  uint64_t rxDroppedOversize = 0;  // frame longer than a pool buffer
-  uint64_t txFrames = 0;           // frames the device accepted
+  uint64_t rxDropped = 0;          // rxDroppedNoBuffer + rxDroppedOversize + rxDroppedBadOffload
+  uint64_t rxDroppedNoBuffer = 0;  // frames (super-frame segments included) read while neither
+                                   // the stash nor rxFree had a buffer for them
+  uint64_t rxDroppedOversize = 0;  // frame longer than a pool buffer (and not a super-frame)
+  uint64_t rxDroppedBadOffload = 0;  // super-frame or partial checksum we cannot handle
+  uint64_t rxGsoFrames = 0;        // super-frames read and segmented (their segments are in rxFrames)
+  uint64_t rxChecksumsCompleted = 0;  // frames whose partial checksum the driver completed
+  uint64_t txFrames = 0;           // frames the device accepted (alone or in a super-frame)
   uint64_t txBytes = 0;
+  uint64_t txGsoFrames = 0;        // super-frames written
+  uint64_t txCoalescedFrames = 0;  // frames that went out inside a super-frame
+  uint64_t txGsoFallbacks = 0;     // super-frames the device refused: their frames went out alone
   uint64_t txErrors = 0;           // frames the device refused (buffer returned on txFree)
   uint64_t badDescriptors = 0;     // descriptors from rxFree/txActive with a bad index or length
   uint64_t wakeups = 0;            // times the loop slept in poll() and woke up
@@ -96,6 +109,14 @@ class TapDriver {
   Result<uint32_t> receive();
   Result<uint32_t> transmit();
   Result<void> refillStash();
+  // Cuts a TCP/IPv4 super-frame read into `d` (its head) and the device's
+  // overflow into segments: the first in `d` itself, the others in buffers
+  // from the stash; appends them to rxOut_ in order.
+  Result<void> receiveGso(ipc::Descriptor d, std::span<std::byte> buf, const RxFrame& f);
+  // Writes the run of pendingTx_ starting at `at`: a super-frame if the
+  // device takes them and the frames coalesce, else one frame. Returns how
+  // many entries it completed (appended to txDone_), 0 on EAGAIN.
+  size_t transmitRun(size_t at);
   Result<void> publish(ipc::DescriptorProducer& ring, const ipc::Descriptor* d, uint32_t n,
                        const char* what);
   // Sleeps in poll() until a doorbell, the device or the control fd wakes it.
@@ -132,9 +153,18 @@ class TapDriver {
   std::vector<TxEntry> pendingTx_;          // popped, not yet done, in txActive order
   std::vector<ipc::Descriptor> txDone_;     // to return on txFree this round
   std::vector<std::byte> dropBuffer_;       // frames read without a pool buffer land here
+  TcpCoalescer coalescer_;
+  // Whether transmit() builds super-frames: the device's offload(), until it
+  // refused kMaxGsoRefusals super-frames in a row (then it plainly does not
+  // take them, and trying each time would cost a syscall per run).
+  static constexpr uint32_t kMaxGsoRefusals = 16;
+  bool coalesce_ = false;
+  uint32_t gsoRefusalsInRow_ = 0;
 
-  Counter rxFrames_, rxBytes_, rxDroppedNoBuffer_, rxDroppedOversize_;
-  Counter txFrames_, txBytes_, txErrors_, badDescriptors_, wakeups_;
+  Counter rxFrames_, rxBytes_, rxDroppedNoBuffer_, rxDroppedOversize_, rxDroppedBadOffload_;
+  Counter rxGsoFrames_, rxChecksumsCompleted_;
+  Counter txFrames_, txBytes_, txGsoFrames_, txCoalescedFrames_, txGsoFallbacks_, txErrors_;
+  Counter badDescriptors_, wakeups_;
   int64_t lastLogNs_ = 0;
   uint64_t suppressedLogs_ = 0;
 };

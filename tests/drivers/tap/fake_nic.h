@@ -1,6 +1,7 @@
 // FakeNic: an in-memory NicDevice for data-plane tests. Frames to "receive"
-// are queued by the test; frames the driver writes are recorded. Faults can
-// be injected: EAGAIN or an error on chosen writes, a failing read.
+// are queued by the test (with offload metadata if wanted); frames the driver
+// writes are recorded (gathered pieces joined, with their metadata). Faults
+// can be injected: EAGAIN or an error on chosen writes, a failing read.
 // Thread-safe: the driver runs on its own thread.
 #pragma once
 
@@ -24,12 +25,14 @@ using Frame = std::vector<std::byte>;
 
 class FakeNic final : public NicDevice {
  public:
-  FakeNic() : efd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+  // `offload`: what offload() reports (a TAP opened with virtio-net headers).
+  explicit FakeNic(bool offload = false)
+      : efd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), offload_(offload) {}
 
   // Queues frames for readFrame(), atomically (all become visible at once).
   void inject(std::vector<Frame> frames) {
     std::lock_guard lock(mu_);
-    for (auto& f : frames) rx_.push_back(std::move(f));
+    for (auto& f : frames) rx_.push_back({std::move(f), FrameOffload{}});
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(efd_.get(), &one, sizeof one);
   }
@@ -38,6 +41,13 @@ class FakeNic final : public NicDevice {
     v.push_back(std::move(f));
     inject(std::move(v));
   }
+  // One frame with offload metadata (a super-frame or a partial checksum).
+  void injectOffload(Frame f, const FrameOffload& offload) {
+    std::lock_guard lock(mu_);
+    rx_.push_back({std::move(f), offload});
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(efd_.get(), &one, sizeof one);
+  }
   size_t pendingRx() {
     std::lock_guard lock(mu_);
     return rx_.size();
@@ -45,6 +55,11 @@ class FakeNic final : public NicDevice {
   std::vector<Frame> written() {
     std::lock_guard lock(mu_);
     return written_;
+  }
+  // The metadata of each written frame, in the order of written().
+  std::vector<FrameOffload> writtenOffload() {
+    std::lock_guard lock(mu_);
+    return writtenOffload_;
   }
   size_t writtenCount() {
     std::lock_guard lock(mu_);
@@ -66,28 +81,52 @@ class FakeNic final : public NicDevice {
     [[maybe_unused]] ssize_t n = ::write(efd_.get(), &one, sizeof one);
   }
 
-  Result<size_t> readFrame(std::span<std::byte> buf) override {
+  Result<RxFrame> readFrame(std::span<std::byte> buf) override {
     std::lock_guard lock(mu_);
     if (readsFail_) return makeError(EBADFD, "fake device gone");
-    if (rx_.empty()) return size_t{0};
-    Frame f = std::move(rx_.front());
+    if (rx_.empty()) return RxFrame{};
+    auto [f, offload] = std::move(rx_.front());
     rx_.pop_front();
     if (rx_.empty()) {
       uint64_t v;
       [[maybe_unused]] ssize_t n = ::read(efd_.get(), &v, sizeof v);
     }
-    std::memcpy(buf.data(), f.data(), std::min(buf.size(), f.size()));
-    return f.size();
+    size_t head = std::min(buf.size(), f.size());
+    std::memcpy(buf.data(), f.data(), head);
+    RxFrame r;
+    r.length = f.size();
+    r.offload = offload;
+    if (f.size() > buf.size()) {
+      overflow_.assign(f.begin() + static_cast<ptrdiff_t>(buf.size()), f.end());
+      r.overflow = overflow_;
+    }
+    return r;
   }
 
-  Result<bool> writeFrame(std::span<const std::byte> frame) override {
+  Result<bool> writeGather(std::span<const std::span<const std::byte>> pieces,
+                           const FrameOffload& offload) override {
     std::lock_guard lock(mu_);
     size_t attempt = attempts_++;
     if (eagainAt_.count(attempt) != 0) return false;
     if (failAt_.count(attempt) != 0) return makeError(EINVAL, "fake write refused");
-    written_.emplace_back(frame.begin(), frame.end());
+    if (!offload_ && !(offload == FrameOffload{}))
+      return makeError(EINVAL, "offload metadata on a device without offload");
+    if (offload.gso != FrameOffload::Gso::kNone && failGso_)
+      return makeError(EINVAL, "fake device refuses super-frames");
+    Frame f;
+    for (const auto& p : pieces) f.insert(f.end(), p.begin(), p.end());
+    written_.push_back(std::move(f));
+    writtenOffload_.push_back(offload);
     return true;
   }
+  // Before the driver starts: what offload() reports.
+  void setOffload(bool on) { offload_ = on; }
+  // Every super-frame write fails (as a kernel that refuses GSO would).
+  void failSuperFrames() {
+    std::lock_guard lock(mu_);
+    failGso_ = true;
+  }
+  bool offload() const override { return offload_; }
 
   int pollFd() const override { return efd_.get(); }
   const std::string& name() const override { return name_; }
@@ -98,8 +137,12 @@ class FakeNic final : public NicDevice {
  private:
   std::mutex mu_;
   ipc::UniqueFd efd_;  // readable while rx_ is non-empty (or reads fail)
-  std::deque<Frame> rx_;
+  std::deque<std::pair<Frame, FrameOffload>> rx_;
+  Frame overflow_;  // the part of the last frame read that did not fit the buffer
   std::vector<Frame> written_;
+  std::vector<FrameOffload> writtenOffload_;
+  bool offload_ = false;
+  bool failGso_ = false;
   std::set<size_t> eagainAt_, failAt_;
   size_t attempts_ = 0;
   bool readsFail_ = false;

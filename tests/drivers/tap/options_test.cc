@@ -22,6 +22,7 @@ TEST(OptionsTest, Defaults) {
   EXPECT_EQ(o->spin, 50us);
   EXPECT_EQ(o->connectTimeout, 10s);
   EXPECT_EQ(o->logLevel, "info");
+  EXPECT_TRUE(o->offload);
   EXPECT_FALSE(o->help);
   EXPECT_EQ(parse({}, "/tmp/rt")->stackSocket, "/tmp/rt/stack.sock");
   EXPECT_EQ(parse({}, "")->stackSocket, "/run/mknet/stack.sock");
@@ -29,7 +30,8 @@ TEST(OptionsTest, Defaults) {
 
 TEST(OptionsTest, EveryFlagBothSpellings) {
   auto o = parse({"--tap", "mk7", "--stack-socket=/x/s.sock", "--mac", "02:AA:bb:cc:dd:ee",
-                  "--spin-us=0", "--connect-timeout", "250ms", "--log-level=debug", "--help"});
+                  "--spin-us=0", "--connect-timeout", "250ms", "--log-level=debug", "--no-offload",
+                  "--help"});
   ASSERT_TRUE(o) << o.error().message();
   EXPECT_EQ(o->tap, "mk7");
   EXPECT_EQ(o->stackSocket, "/x/s.sock");
@@ -38,6 +40,7 @@ TEST(OptionsTest, EveryFlagBothSpellings) {
   EXPECT_EQ(o->spin, 0us);
   EXPECT_EQ(o->connectTimeout, 250ms);
   EXPECT_EQ(o->logLevel, "debug");
+  EXPECT_FALSE(o->offload);
   EXPECT_TRUE(o->help);
   EXPECT_EQ(parse({"--connect-timeout=3"})->connectTimeout, 3s);
   EXPECT_EQ(parse({"--connect-timeout=4s"})->connectTimeout, 4s);

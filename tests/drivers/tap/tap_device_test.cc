@@ -58,7 +58,7 @@ class TapDeviceTest : public ::testing::Test {
       auto n = dev.readFrame(buf);
       EXPECT_TRUE(n) << n.error().message();
       if (!n) return 0;
-      if (*n != 0) return *n;
+      if (n->length != 0) return n->length;
     }
     return 0;
   }

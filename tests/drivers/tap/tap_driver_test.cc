@@ -10,7 +10,9 @@
 
 #include "ipc/doorbell.h"
 #include "ipc/pool_region.h"
+#include "libnet/frame.h"
 #include "tests/drivers/tap/fake_nic.h"
+#include "tests/drivers/tap/tcp_frames.h"
 #include "tests/ipc/pattern.h"
 
 namespace mknet::drivers {
@@ -451,6 +453,238 @@ TEST_F(TapDriverTest, SleepsAndWakesOnDoorbells) {
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(stopDriver(), TapDriverStop::kStopped);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+}
+
+// ---- offload (a device with virtio-net headers) ----
+
+using test::Bytes;
+using test::TcpFlow;
+
+// Descriptors for `frames` in buffers from..from+n, in order.
+std::vector<Descriptor> descsFor(const std::vector<Bytes>& frames, uint32_t from) {
+  std::vector<Descriptor> d;
+  for (size_t k = 0; k < frames.size(); ++k)
+    d.push_back(Descriptor{from + static_cast<uint32_t>(k), static_cast<uint32_t>(frames[k].size()),
+                           0, 0});
+  return d;
+}
+
+// Cuts a written super-frame back into frames with the kernel's rules, as a
+// reference: libnet's views and checksums, not the driver's segmenter.
+std::vector<Bytes> cutLikeTheKernel(const Bytes& super, const FrameOffload& o) {
+  std::vector<Bytes> out;
+  const size_t hdr = o.hdrLen;
+  auto b = test::u8(super);
+  const size_t payload = super.size() - hdr;
+  for (size_t at = 0, k = 0; at < payload; at += o.gsoSize, ++k) {
+    size_t len = std::min<size_t>(o.gsoSize, payload - at);
+    Bytes f(super.begin(), super.begin() + static_cast<ptrdiff_t>(hdr));
+    f.insert(f.end(), super.begin() + static_cast<ptrdiff_t>(hdr + at),
+             super.begin() + static_cast<ptrdiff_t>(hdr + at + len));
+    auto m = net::MutableBytes(reinterpret_cast<uint8_t*>(f.data()), f.size());
+    net::storeBe16(m, 16, static_cast<uint16_t>(f.size() - 14));
+    net::storeBe16(m, 18, static_cast<uint16_t>(net::loadBe16(b, 18) + k));
+    net::storeBe16(m, 24, 0);
+    net::storeBe16(m, 24, net::internetChecksum(m.subspan(14, 20)));
+    net::storeBe32(m, 38, net::loadBe32(b, 38) + static_cast<uint32_t>(at));
+    if (at + len < payload) m[47] &= static_cast<uint8_t>(~(net::kTcpFlagPsh | net::kTcpFlagFin));
+    net::storeBe16(m, 50, 0);
+    net::storeBe16(m, 50, net::ipv4L4Checksum(net::loadBe32(m, 26), net::loadBe32(m, 30), 6,
+                                              m.subspan(34)));
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+// A mixed burst, all on txActive before the driver looks: runs of one flow
+// become super-frames, everything else goes out alone with no metadata, and
+// txFree returns every buffer once, in txActive order (the refused one in its
+// place). Cut up again, the super-frames are the original frames byte for byte.
+TEST_F(TapDriverTest, OffloadCoalescesRunsAndKeepsTxFreeOrder) {
+  nic_.setOffload(true);
+  TcpFlow a, b;
+  b.srcPort = 40001;
+  const size_t mss = 1448;
+  std::vector<Bytes> frames;
+  std::vector<size_t> expectWrites;  // frames per write, in order
+  auto add = [&](std::vector<Bytes> v) { frames.insert(frames.end(), v.begin(), v.end()); };
+  add({patternFrame(300, 1)});  // not TCP
+  expectWrites.push_back(1);
+  add(a.segments(0, 0, 5, mss, 10));  // a run of 5
+  expectWrites.push_back(5);
+  add({a.frame(5 * mss, net::kTcpFlagAck, 15, {})});  // a pure ACK between
+  expectWrites.push_back(1);
+  add(a.segments(0, 5 * mss, 3, mss, 16, 700, true));  // 3, the last short with PSH
+  expectWrites.push_back(3);
+  const size_t refusedAt = frames.size();
+  add({patternFrame(100, 2)});  // will get a bad length: refused, not written
+  add(b.segments(0, 77, 4, mss, 50));  // the other flow
+  expectWrites.push_back(4);
+  add(a.segments(0, 7 * mss + 700, 1, mss, 19));  // one alone
+  expectWrites.push_back(1);
+  auto descs = descsFor(frames, 0);
+  descs[refusedAt].length = ipc::kBufferSize + 1;
+  giveTx(descs, frames);
+  startDriver();
+  ASSERT_TRUE(waitFor([&] { return txReturned_.size() == frames.size(); }));
+  EXPECT_EQ(txReturned_, ourBuffers(0, static_cast<uint32_t>(frames.size())));
+
+  auto written = nic_.written();
+  auto meta = nic_.writtenOffload();
+  ASSERT_EQ(written.size(), expectWrites.size());
+  size_t next = 0;
+  for (size_t w = 0; w < written.size(); ++w) {
+    SCOPED_TRACE("write " + std::to_string(w));
+    if (next == refusedAt) ++next;
+    if (expectWrites[w] == 1) {
+      EXPECT_EQ(meta[w], FrameOffload{});
+      EXPECT_EQ(written[w], frames[next]);
+      ++next;
+      continue;
+    }
+    EXPECT_EQ(meta[w].gso, FrameOffload::Gso::kTcpV4);
+    EXPECT_TRUE(meta[w].needsCsum);
+    EXPECT_EQ(meta[w].gsoSize, mss);
+    EXPECT_EQ(meta[w].hdrLen, 54);
+    EXPECT_EQ(meta[w].csumStart, 34);
+    EXPECT_EQ(meta[w].csumOffset, 16);
+    auto cut = cutLikeTheKernel(written[w], meta[w]);
+    ASSERT_EQ(cut.size(), expectWrites[w]);
+    for (size_t k = 0; k < cut.size(); ++k) {
+      EXPECT_TRUE(net::parseFrame(test::u8(cut[k]))) << "checksums of segment " << k;
+      EXPECT_EQ(cut[k], frames[next + k]) << "segment " << k;
+    }
+    next += cut.size();
+  }
+  TapDriverStats st = driver_->stats();
+  EXPECT_EQ(st.txGsoFrames, 3u);
+  EXPECT_EQ(st.txCoalescedFrames, 12u);
+  EXPECT_EQ(st.txFrames, frames.size() - 1);
+  EXPECT_EQ(st.badDescriptors, 1u);
+  EXPECT_EQ(st.txErrors, 0u);
+  EXPECT_EQ(stopDriver(), TapDriverStop::kStopped);
+}
+
+// Without offload on the device, the same TCP frames go out one by one.
+TEST_F(TapDriverTest, NoOffloadWritesEveryFrameAlone) {
+  TcpFlow a;
+  auto frames = a.segments(0, 0, 10, 1448, 1);
+  giveTx(descsFor(frames, 0), std::vector<Frame>(frames.begin(), frames.end()));
+  startDriver();
+  ASSERT_TRUE(waitFor([&] { return txReturned_.size() == frames.size(); }));
+  EXPECT_EQ(nic_.written(), frames);
+  EXPECT_EQ(driver_->stats().txGsoFrames, 0u);
+  EXPECT_EQ(stopDriver(), TapDriverStop::kStopped);
+}
+
+// EAGAIN on a super-frame: nothing is returned until the retry went out, and
+// then all of it, in order. A device that refuses super-frames gets the
+// frames one at a time instead: nothing lost, nothing counted as an error.
+TEST_F(TapDriverTest, OffloadEagainAndRefusedSuperFrames) {
+  nic_.setOffload(true);
+  nic_.eagainOnAttempts({0, 1});
+  TcpFlow a;
+  auto frames = a.segments(0, 0, 8, 1448, 1);
+  giveTx(descsFor(frames, 0), std::vector<Frame>(frames.begin(), frames.end()));
+  startDriver();
+  ASSERT_TRUE(waitFor([&] { return txReturned_.size() == 8; }));
+  EXPECT_EQ(txReturned_, ourBuffers(0, 8));
+  ASSERT_EQ(nic_.writtenCount(), 1u);
+  EXPECT_EQ(cutLikeTheKernel(nic_.written()[0], nic_.writtenOffload()[0]), frames);
+
+  nic_.failSuperFrames();
+  txReturned_.clear();
+  auto more = a.segments(0, 8 * 1448, 6, 1448, 9);
+  giveTx(descsFor(more, 8), std::vector<Frame>(more.begin(), more.end()));
+  ASSERT_TRUE(waitFor([&] { return txReturned_.size() == 6; }));
+  EXPECT_EQ(txReturned_, ourBuffers(8, 6));
+  auto written = nic_.written();
+  ASSERT_EQ(written.size(), 7u);
+  for (size_t k = 0; k < 6; ++k) EXPECT_EQ(written[1 + k], more[k]) << k;
+  EXPECT_GE(driver_->stats().txGsoFallbacks, 1u);
+  EXPECT_EQ(driver_->stats().txErrors, 0u);
+  EXPECT_EQ(driver_->stats().txFrames, 14u);
+  EXPECT_EQ(stopDriver(), TapDriverStop::kStopped);
+}
+
+// A kernel super-frame becomes MSS-sized frames in pool buffers, in order,
+// each with valid IP and TCP checksums (libnet's parser checks both), the
+// stream intact; a partial checksum on a plain frame is completed; an unknown
+// GSO type is dropped and counted, its buffer kept.
+TEST_F(TapDriverTest, OffloadSegmentsSuperFramesOnReceive) {
+  nic_.setOffload(true);
+  giveRx(ourBuffers(0, 100));  // more than the stash: segments also come straight off rxFree
+  startDriver();
+  TcpFlow k;  // kernel -> stack
+  const size_t payload = 30 * 1448 + 17;
+  FrameOffload o;
+  Bytes super = test::kernelSuperFrame(k, 5000, net::kTcpFlagAck | net::kTcpFlagPsh, 300,
+                                       test::streamBytes(0, payload), 1448, &o);
+  nic_.injectOffload(super, o);
+  FrameOffload other = o;
+  other.gso = FrameOffload::Gso::kOther;
+  nic_.injectOffload(super, other);
+  Bytes good = k.frame(5000 + static_cast<uint32_t>(payload), net::kTcpFlagAck, 400,
+                       test::streamBytes(payload, 333));
+  Bytes partial = good;
+  auto pseudo = net::ipv4PseudoHeaderChecksum(k.srcIp.value(), k.dstIp.value(), 6,
+                                              static_cast<uint16_t>(good.size() - 34));
+  net::storeBe16(net::MutableBytes(reinterpret_cast<uint8_t*>(partial.data()), partial.size()), 50,
+                 pseudo.sum());
+  FrameOffload csum;
+  csum.needsCsum = true;
+  csum.csumStart = 34;
+  csum.csumOffset = 16;
+  nic_.injectOffload(partial, csum);
+
+  ASSERT_TRUE(waitFor([&] { return received_.size() == 32 && nic_.pendingRx() == 0; }));
+  size_t at = 0;
+  for (size_t s = 0; s < 31; ++s) {
+    auto p = net::parseFrame(test::u8(received_[s]));
+    ASSERT_TRUE(p) << "segment " << s;
+    ASSERT_TRUE(p->tcp);
+    EXPECT_EQ(p->tcp->seqNumber(), 5000 + at) << s;
+    EXPECT_EQ(p->tcp->psh(), s == 30) << s;
+    auto pl = p->tcp->payload();
+    for (size_t i = 0; i < pl.size(); ++i)
+      ASSERT_EQ(static_cast<std::byte>(pl[i]), test::streamByte(at + i)) << s;
+    at += pl.size();
+  }
+  EXPECT_EQ(at, payload);
+  EXPECT_EQ(received_[31], good);
+  TapDriverStats st = driver_->stats();
+  EXPECT_EQ(st.rxGsoFrames, 1u);
+  EXPECT_EQ(st.rxFrames, 32u);
+  EXPECT_EQ(st.rxChecksumsCompleted, 1u);
+  EXPECT_EQ(st.rxDroppedBadOffload, 1u);
+  EXPECT_EQ(st.rxDropped, 1u);
+  EXPECT_EQ(stopDriver(), TapDriverStop::kStopped);
+}
+
+// Fewer buffers than segments: the first ones arrive (in order, intact), the
+// rest are dropped and counted as frames without a buffer.
+TEST_F(TapDriverTest, OffloadSuperFrameWithTooFewBuffers) {
+  nic_.setOffload(true);
+  giveRx(ourBuffers(0, 5));
+  startDriver();
+  waitUntilRxFreeTaken();
+  TcpFlow k;
+  FrameOffload o;
+  Bytes super = test::kernelSuperFrame(k, 1, net::kTcpFlagAck, 1, test::streamBytes(0, 20 * 1000),
+                                       1000, &o);
+  nic_.injectOffload(super, o);
+  ASSERT_TRUE(waitFor([&] { return received_.size() == 5 && nic_.pendingRx() == 0; }));
+  for (size_t s = 0; s < 5; ++s) {
+    auto p = net::parseFrame(test::u8(received_[s]));
+    ASSERT_TRUE(p) << s;
+    EXPECT_EQ(p->tcp->seqNumber(), 1 + 1000 * s);
+    EXPECT_EQ(Bytes(reinterpret_cast<const std::byte*>(p->tcp->payload().data()),
+                    reinterpret_cast<const std::byte*>(p->tcp->payload().data()) + 1000),
+              test::streamBytes(1000 * s, 1000));
+  }
+  EXPECT_EQ(driver_->stats().rxDroppedNoBuffer, 15u);
+  EXPECT_EQ(driver_->stats().rxFrames, 5u);
+  EXPECT_EQ(stopDriver(), TapDriverStop::kStopped);
 }
 
 }  // namespace
