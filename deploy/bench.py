@@ -64,9 +64,9 @@ METRICS = [
 # needs them).
 PARAMS = {
     "full": {"bulk_s": 8, "rtt_count": 100000, "rtt_warmup": 2000, "tps_s": 5, "conn_s": 5,
-             "conn_threads": 1, "udp_s": 5},
+             "conn_threads": 4, "udp_s": 5},
     "quick": {"bulk_s": 2, "rtt_count": 10000, "rtt_warmup": 500, "tps_s": 1.5, "conn_s": 1.5,
-              "conn_threads": 1, "udp_s": 1.5},
+              "conn_threads": 4, "udp_s": 1.5},
 }
 
 APPS = ("mknet-bulk", "mknet-rtt", "mknet-connrate", "mknet-udp")

@@ -36,6 +36,7 @@ struct ListenGroup {
 
 class TcpSocket final : public EngineSocket {
  public:
+  static constexpr tcpwnd_size_t kRcvWindow = tcpwnd_size_t{0xffff} << TCP_RCV_SCALE;  // 128 KiB
   TcpSocket(Engine::Impl& eng, const SlotMemory& mem, SocketOwner& owner, tcp_pcb* pcb)
       : eng_(eng), mem_(mem), owner_(owner), pcb_(pcb), rx_(mem.rx, mem.ringBytes),
         tx_(mem.tx, mem.ringBytes) {
@@ -327,12 +328,43 @@ class TcpSocket final : public EngineSocket {
     if (!freeBytes) return owner_.ringBroken(mem_.slot, "receive");
     uint64_t inRing = mem_.ringBytes - *freeBytes;
     uint64_t consumed = delivered_ - inRing;
-    while (consumed > recved_) {
-      uint64_t n = consumed - recved_;
-      if (n > 0xffff) n = 0xffff;
-      tcp_recved(pcb_, static_cast<u16_t>(n));
-      recved_ += n;
+    if (consumed > recved_) {
+      openWindow(static_cast<uint32_t>(consumed - recved_));
+      recved_ = consumed;
     }
+  }
+
+  // tcp_recved() with a larger ceiling. Debian's lwIP is built with
+  // TCP_WND = 64 KiB, which caps a receiver at 64 KiB per round trip (2 Gbit/s
+  // at the ~250 us a loaded 2-CPU machine needs). With window scaling agreed
+  // (shift 1, TCP_RCV_SCALE), the header can say up to 128 KiB: mknet keeps
+  // rcv_wnd up to that itself (the socket's receive ring, 256 KiB, always has
+  // room for it) and lets lwIP announce it as tcp_recved() would.
+  void openWindow(uint32_t n) {
+    const tcpwnd_size_t max = (pcb_->flags & TF_WND_SCALE) != 0 ? kRcvWindow : TCPWND16(TCP_WND);
+    tcpwnd_size_t w = pcb_->rcv_wnd + n;
+    pcb_->rcv_wnd = w > max || w < pcb_->rcv_wnd ? max : w;
+    if (tcp_update_rcv_ann_wnd(pcb_) >= TCP_WND_UPDATE_THRESHOLD) {
+      tcp_ack_now(pcb_);
+      tcp_output(pcb_);
+    }
+  }
+  // Once connected: the window beyond lwIP's TCP_WND, when scaling was agreed.
+  void widenWindow() {
+    if (pcb_ != nullptr && (pcb_->flags & TF_WND_SCALE) != 0 && mem_.ringBytes >= kRcvWindow) {
+      openWindow(kRcvWindow - TCP_WND);
+      wide_ = true;
+    }
+  }
+  // Before tcp_close(): lwIP resets (RST) a connection closed while its
+  // rcv_wnd is not TCP_WND, taking that as data the app never read — which
+  // is what Linux does too. Put rcv_wnd where lwIP expects it when all was
+  // read, and below it when not.
+  void unwidenWindow() {
+    if (!wide_) return;
+    const tcpwnd_size_t full = TCP_WND_MAX(pcb_);
+    pcb_->rcv_wnd = pcb_->rcv_wnd >= kRcvWindow ? full : full - 1;
+    wide_ = false;
   }
 
   // Moves what the app wrote into lwIP, as far as lwIP's send buffer allows.
@@ -380,6 +412,7 @@ class TcpSocket final : public EngineSocket {
     auto left = tx_.available();
     if (!left) return owner_.ringBroken(mem_.slot, "send");
     if (*left != 0) return;  // FIN after the last byte the app wrote
+    if (closing_) unwidenWindow();
     err_t e = closing_ ? tcp_close(pcb_) : tcp_shutdown(pcb_, 0, 1);
     if (e != ERR_OK) return;  // out of memory: onPoll retries
     if (!finSent_) {
@@ -415,7 +448,7 @@ class TcpSocket final : public EngineSocket {
       return ERR_OK;
     }
     if (self->rdShut_) {
-      tcp_recved(pcb, p->tot_len);
+      self->openWindow(p->tot_len);
       pbuf_free(p);
       return ERR_OK;
     }
@@ -473,6 +506,7 @@ class TcpSocket final : public EngineSocket {
     self->mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpConnected), std::memory_order_relaxed);
     self->publishNames();
     self->applyOptions();
+    self->widenWindow();
     self->setEvent(ipc::kEvConnected);
     self->post();
     self->pushTx();
@@ -503,6 +537,7 @@ class TcpSocket final : public EngineSocket {
   bool lingerOn_ = false, lingerZero_ = false;
   int lingerSecs_ = 0;
   std::shared_ptr<ListenGroup> group_;  // listeners only
+  bool wide_ = false;                    // rcv_wnd may exceed TCP_WND (widenWindow)
 };
 
 TcpSocket* TcpSocket::pickMember(ListenGroup& g) {
@@ -537,6 +572,7 @@ bool TcpSocket::deliver(tcp_pcb* pcb, bool fin) {
   TcpSocket* raw = sock.get();
   sock->inheritOptions(*this);
   sock->startAccepted();
+  sock->widenWindow();
   ipc::AcceptRecord rec{};
   rec.slot = mem->slot;
   rec.generation = mem->status->generation.load(std::memory_order_relaxed);
