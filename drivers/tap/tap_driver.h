@@ -51,6 +51,7 @@ struct TapDriverStats {
   uint64_t txFrames = 0;           // frames the device accepted (alone or in a super-frame)
   uint64_t txBytes = 0;
   uint64_t txGsoFrames = 0;        // super-frames written
+  uint64_t txAcksThinned = 0;      // bare ACKs not written: the next frame acknowledged more
   uint64_t txCoalescedFrames = 0;  // frames that went out inside a super-frame
   uint64_t txGsoFallbacks = 0;     // super-frames the device refused: their frames went out alone
   uint64_t txErrors = 0;           // frames the device refused (buffer returned on txFree)
@@ -163,7 +164,7 @@ class TapDriver {
 
   Counter rxFrames_, rxBytes_, rxDroppedNoBuffer_, rxDroppedOversize_, rxDroppedBadOffload_;
   Counter rxGsoFrames_, rxChecksumsCompleted_;
-  Counter txFrames_, txBytes_, txGsoFrames_, txCoalescedFrames_, txGsoFallbacks_, txErrors_;
+  Counter txFrames_, txBytes_, txGsoFrames_, txCoalescedFrames_, txGsoFallbacks_, txErrors_, txAcksThinned_;
   Counter badDescriptors_, wakeups_;
   int64_t lastLogNs_ = 0;
   uint64_t suppressedLogs_ = 0;

@@ -40,34 +40,36 @@ void fixIpChecksum(net::MutableBytes ip, size_t ihlBytes) {
 }  // namespace
 
 uint16_t onesComplementSum(ConstByteSpan bytes) {
-  // Sums native-order words and swaps at the end: the one's-complement sum
-  // is byte-order independent up to that final swap (RFC 1071, 2.(B)).
-  const std::byte* p = bytes.data();
-  size_t n = bytes.size();
-  uint64_t acc = 0;
-  while (n >= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
-    acc += (w & 0xffffffffu) + (w >> 32);  // no overflow: < 2^33 per step, < 2^14 steps per 64 KiB
-    p += 8;
-    n -= 8;
-  }
-  while (n >= 2) {
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    acc += h;
-    p += 2;
-    n -= 2;
-  }
-  if (n == 1) {
-    // The high byte of a word whose low byte is zero padding.
-    uint8_t last = static_cast<uint8_t>(*p);
-    acc += std::endian::native == std::endian::little ? uint64_t{last} : uint64_t{last} << 8;
-  }
-  uint16_t s = fold(acc);
-  if constexpr (std::endian::native == std::endian::little)
-    s = static_cast<uint16_t>((s >> 8) | (s << 8));
-  return s;
+  // libnet's Checksum (8-byte native loads, RFC 1071 2.(B)) over std::byte spans.
+  net::Checksum c;
+  c.add(net::ConstBytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  return c.sum();
+}
+
+namespace {
+
+// The TCP header offset of a bare ACK frame, or 0.
+size_t bareAck(net::ConstBytes f) {
+  if (f.size() < kEthLen + kIpMin + kTcpMin || net::loadBe16(f, 12) != 0x0800) return 0;
+  auto ip = f.subspan(kEthLen);
+  if (ip[0] != 0x45 || ip[9] != kProtoTcp || (net::loadBe16(ip, 6) & 0x3fff) != 0) return 0;
+  if (net::loadBe16(ip, 2) != kIpMin + kTcpMin) return 0;  // no payload, no TCP options
+  auto tcp = ip.subspan(kIpMin);
+  if ((tcp[12] >> 4) != 5 || tcp[13] != kAck) return 0;
+  return kEthLen + kIpMin;
+}
+
+}  // namespace
+
+bool supersededAck(ConstByteSpan earlier, ConstByteSpan later) {
+  auto a = u8(earlier), b = u8(later);
+  const size_t t = bareAck(a);
+  if (t == 0 || bareAck(b) != t) return false;
+  // Same Ethernet header, same IP addresses, same ports and sequence number.
+  if (std::memcmp(a.data(), b.data(), kEthLen) != 0) return false;
+  if (std::memcmp(a.data() + kEthLen + 12, b.data() + kEthLen + 12, 8) != 0) return false;
+  if (std::memcmp(a.data() + t, b.data() + t, 8) != 0) return false;
+  return static_cast<int32_t>(net::loadBe32(b, t + 8) - net::loadBe32(a, t + 8)) > 0;
 }
 
 bool TcpCoalescer::start(ConstByteSpan frame) {

@@ -47,6 +47,14 @@ inline constexpr size_t kMaxIpPacket = 65535;
 // over every received payload byte.
 uint16_t onesComplementSum(ConstByteSpan bytes);
 
+// True if `later` makes `earlier` redundant: both are bare TCP/IPv4 ACKs (no
+// payload, no options, flags ACK only) of the same connection with the same
+// sequence number, and `later` acknowledges strictly more. The driver then
+// skips `earlier` (TCP acknowledgments are cumulative; Linux's receivers and
+// GRO thin ACK runs the same way). Duplicate ACKs (equal numbers: fast
+// retransmit) and window updates are never superseded.
+bool supersededAck(ConstByteSpan earlier, ConstByteSpan later);
+
 // Builds TCP/IPv4 super-frames out of consecutive frames. Use:
 //   if (c.start(f0)) while (c.append(fN)) ...;  then c.frames() > 1 ?
 //   write c.pieces() with c.offload() : write f0 alone.

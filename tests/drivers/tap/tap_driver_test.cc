@@ -577,6 +577,31 @@ TEST_F(TapDriverTest, NoOffloadWritesEveryFrameAlone) {
   EXPECT_EQ(stopDriver(), TapDriverStop::kStopped);
 }
 
+// A run of bare ACKs of one connection: only the last of each run of
+// increasing ACKs is written; a duplicate ACK and an ACK of another
+// connection break the run. Every buffer still comes back, in order.
+TEST_F(TapDriverTest, OffloadSkipsAcksTheNextOneSupersedes) {
+  nic_.setOffload(true);
+  auto bare = [](uint16_t port, uint32_t ackNo) {
+    TcpFlow f;
+    f.srcPort = port;
+    f.ack = ackNo;
+    return f.frame(7, net::kTcpFlagAck, 1, {});
+  };
+  std::vector<Frame> frames = {bare(40000, 100), bare(40000, 200), bare(40000, 300),  // -> 300
+                               bare(40000, 300),                                      // dup: written
+                               bare(40001, 50),                                       // other connection
+                               bare(40000, 400), bare(40000, 500)};                   // -> 500
+  giveTx(descsFor(frames, 0), frames);
+  startDriver();
+  ASSERT_TRUE(waitFor([&] { return txReturned_.size() == frames.size(); }));
+  EXPECT_EQ(txReturned_, ourBuffers(0, frames.size()));
+  std::vector<Frame> want = {frames[2], frames[3], frames[4], frames[6]};
+  EXPECT_EQ(nic_.written(), want);
+  EXPECT_EQ(driver_->stats().txAcksThinned, 3u);
+  EXPECT_EQ(stopDriver(), TapDriverStop::kStopped);
+}
+
 // EAGAIN on a super-frame: nothing is returned until the retry went out, and
 // then all of it, in order. A device that refuses super-frames gets the
 // frames one at a time instead: nothing lost, nothing counted as an error.

@@ -64,6 +64,34 @@ TEST(TcpOffloadTest, OnesComplementSumMatchesLibnet) {
 // payloads in order, IP length and checksum for the whole, the pseudo-header
 // sum in the TCP checksum field, PSH from the last frame, and metadata the
 // kernel's GSO needs. Cut again, it gives back the original frames exactly.
+TEST(TcpOffloadTest, AnAckIsSupersededOnlyByALargerAckOfTheSameConnection) {
+  TcpFlow f;
+  auto ack = [](TcpFlow flow, uint32_t ackNo, uint8_t flags = net::kTcpFlagAck) {
+    flow.ack = ackNo;
+    return flow.frame(1000, flags, 1, {});
+  };
+  auto span = [](const Bytes& b) { return ConstByteSpan(b); };
+  const Bytes a1 = ack(f, 5000), a2 = ack(f, 7920);
+  EXPECT_TRUE(supersededAck(span(a1), span(a2)));
+  EXPECT_FALSE(supersededAck(span(a2), span(a1))) << "an older ACK never replaces a newer one";
+  EXPECT_FALSE(supersededAck(span(a1), span(ack(f, 5000)))) << "duplicate ACKs (fast retransmit) all go out";
+  EXPECT_TRUE(supersededAck(span(ack(f, 0xfffffff0u)), span(ack(f, 0x10)))) << "sequence space wraps";
+  TcpFlow other = f;
+  other.srcPort = 40001;
+  EXPECT_FALSE(supersededAck(span(a1), span(ack(other, 7920)))) << "another connection";
+  TcpFlow wnd = f;
+  wnd.window = 0x100;
+  EXPECT_TRUE(supersededAck(span(a1), span(ack(wnd, 7920)))) << "the later window is the one that counts";
+  EXPECT_FALSE(supersededAck(span(ack(f, 5000, net::kTcpFlagAck | net::kTcpFlagFin)), span(a2))) << "FIN";
+  EXPECT_FALSE(supersededAck(span(a1), span(ack(f, 7920, net::kTcpFlagAck | net::kTcpFlagPsh))));
+  f.ack = 5000;
+  const Bytes data = f.frame(1000, net::kTcpFlagAck, 1, test::streamBytes(0, 100));
+  EXPECT_FALSE(supersededAck(span(data), span(a2))) << "a frame with data is never skipped";
+  TcpFlow sack = f;
+  sack.options = {1, 1, 5, 10, 0, 0, 0x13, 0x88, 0, 0, 0x17, 0x70};  // NOP NOP SACK(1 block)
+  EXPECT_FALSE(supersededAck(span(ack(sack, 5000)), span(a2))) << "ACKs with options (SACK) go out";
+}
+
 TEST(TcpOffloadTest, CoalescesOneFlowIntoASuperFrame) {
   TcpFlow flow;
   auto frames = flow.segments(1000, 1000, 11, kMss, 77, 300, /*pushLast=*/true);
