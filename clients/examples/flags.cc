@@ -111,4 +111,25 @@ bool wouldBlock(std::error_code ec) {
   return ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block;
 }
 
+int runServerOrClient(const App& app, int argc, char** argv, const char* usage,
+                      std::span<const FlagSpec> serverFlags, std::span<const FlagSpec> clientFlags,
+                      int (*server)(const Flags&), int (*client)(const Flags&)) {
+  if (argc < 2) return app.usageError("missing mode (server or client)");
+  const std::string mode = argv[1];
+  if (mode == "--help" || mode == "-h") {
+    std::fputs(usage, stdout);
+    return 0;
+  }
+  if (mode != "server" && mode != "client") return app.usageError("unknown mode '" + mode + "'");
+  std::string err;
+  const std::span<char* const> rest(argv + 2, static_cast<size_t>(argc - 2));
+  const auto f = Flags::parse(rest, mode == "server" ? serverFlags : clientFlags, &err);
+  if (!f) return app.usageError(err);
+  if (f->has("help")) {
+    std::fputs(usage, stdout);
+    return 0;
+  }
+  return mode == "server" ? server(*f) : client(*f);
+}
+
 }  // namespace mknet::examples

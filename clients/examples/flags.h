@@ -57,6 +57,14 @@ struct App {
   int usageError(std::string_view message) const;
 };
 
+// The command line of a program with a server and a client mode
+// (PROGRAM server|client FLAGS...): parses the flags of the mode named
+// first, answers --help (before or after the mode) with `usage`, and calls
+// that mode's function. Returns the exit code.
+int runServerOrClient(const App& app, int argc, char** argv, const char* usage,
+                      std::span<const FlagSpec> serverFlags, std::span<const FlagSpec> clientFlags,
+                      int (*server)(const Flags&), int (*client)(const Flags&));
+
 // EAGAIN / EWOULDBLOCK: try again later, not a failure.
 bool wouldBlock(std::error_code ec);
 

@@ -185,30 +185,11 @@ int serve(const Flags& f) {
   return rc;
 }
 
-int run(int argc, char** argv) {
-  if (argc < 2) return kApp.usageError("missing mode (server or client)");
-  const std::string mode = argv[1];
-  if (mode == "--help" || mode == "-h") {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (mode != "server" && mode != "client") return kApp.usageError("unknown mode '" + mode + "'");
-  std::string err;
-  const std::span<char* const> rest(argv + 2, static_cast<size_t>(argc - 2));
-  const auto f = Flags::parse(rest, mode == "server" ? std::span<const FlagSpec>(kServerFlags)
-                                                     : std::span<const FlagSpec>(kClientFlags), &err);
-  if (!f) return kApp.usageError(err);
-  if (f->has("help")) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  return mode == "server" ? serve(*f) : client(*f);
-}
-
 }  // namespace
 }  // namespace mknet::examples
 
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
-  return mknet::examples::run(argc, argv);
+  using namespace mknet::examples;
+  return runServerOrClient(kApp, argc, argv, kUsage, kServerFlags, kClientFlags, serve, client);
 }
