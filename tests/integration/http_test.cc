@@ -1,6 +1,5 @@
 // http: mknet-httpd on mknet serves a 100 MB random file; curl on the Linux
 // side downloads it; the SHA-256 of what arrived equals the file's.
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -15,22 +14,6 @@ namespace mknet::itest {
 namespace {
 
 constexpr size_t kFileBytes = 100u * 1000 * 1000;
-
-bool writeRandomFile(const std::string& path, size_t bytes) {
-  std::ofstream out(path, std::ios::binary);
-  std::vector<char> buf(1 << 20);
-  while (bytes > 0) {
-    size_t n = std::min(bytes, buf.size());
-    for (size_t off = 0; off < n;) {
-      ssize_t got = ::getrandom(buf.data() + off, n - off, 0);
-      if (got <= 0) return false;
-      off += static_cast<size_t>(got);
-    }
-    out.write(buf.data(), static_cast<std::streamsize>(n));
-    bytes -= n;
-  }
-  return static_cast<bool>(out);
-}
 
 TEST(Http, CurlDownloads100MBFromMknetHttpd) {
   Testbed tb;

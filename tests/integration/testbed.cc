@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -106,6 +107,22 @@ pid_t spawn(const Argv& argv, int outFd, const Env& extra) {
 }
 
 }  // namespace
+
+bool writeRandomFile(const std::string& path, size_t bytes) {
+  std::ofstream out(path, std::ios::binary);
+  std::vector<char> buf(1 << 20);
+  while (bytes > 0) {
+    size_t n = std::min(bytes, buf.size());
+    for (size_t off = 0; off < n;) {
+      ssize_t got = ::getrandom(buf.data() + off, n - off, 0);
+      if (got <= 0) return false;
+      off += static_cast<size_t>(got);
+    }
+    out.write(buf.data(), static_cast<std::streamsize>(n));
+    bytes -= n;
+  }
+  return static_cast<bool>(out);
+}
 
 CommandResult runCommand(const Argv& argv, std::chrono::milliseconds timeout, const Env& env) {
   CommandResult r;

@@ -40,6 +40,9 @@ struct CommandResult {
   bool ok() const { return status == 0; }
 };
 
+// A file of `bytes` random bytes (getrandom) at `path`; false on any error.
+bool writeRandomFile(const std::string& path, size_t bytes);
+
 // Runs argv (no shell; argv[0] searched in PATH) with `env` added, waits up
 // to `timeout`, and returns its status and output.
 CommandResult runCommand(const Argv& argv, std::chrono::milliseconds timeout = 20s, const Env& env = {});

@@ -1,6 +1,5 @@
 #include "tests/preload/programs.h"
 
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -8,22 +7,6 @@
 #include <vector>
 
 namespace mknet::itest {
-
-bool writeRandomFile(const std::string& path, size_t bytes) {
-  std::ofstream out(path, std::ios::binary);
-  std::vector<char> buf(1 << 20);
-  while (bytes > 0) {
-    size_t n = std::min(bytes, buf.size());
-    for (size_t off = 0; off < n;) {
-      ssize_t got = ::getrandom(buf.data() + off, n - off, 0);
-      if (got <= 0) return false;
-      off += static_cast<size_t>(got);
-    }
-    out.write(buf.data(), static_cast<std::streamsize>(n));
-    bytes -= n;
-  }
-  return static_cast<bool>(out);
-}
 
 std::map<std::string, std::string> iperf3Result(const std::string& jsonPath) {
   static const char kScript[] = R"py(

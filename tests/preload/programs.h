@@ -9,7 +9,7 @@
 namespace mknet::itest {
 
 // Writes `bytes` random bytes to `path`; false on failure.
-bool writeRandomFile(const std::string& path, size_t bytes);
+
 
 // Fields of an iperf3 --json result file, flattened by python3:
 // sent_bytes, received_bytes, sent_bps, received_bps, and for UDP packets,
