@@ -230,6 +230,10 @@ StackServer::StackServer(const StackConfig& config, kj::AsyncIoContext* io, ipc:
 
 StackServer::~StackServer() {
   rpc_ = nullptr;  // closes the control socket and drops every session first
+  // The doorbell's observer goes before the doorbell (declared after it):
+  // its destructor unregisters the eventfd from epoll, which fails (and kj
+  // throws from a destructor: std::terminate) once the eventfd is closed.
+  bellObserver_ = nullptr;
 }
 
 Result<std::unique_ptr<StackServer>> StackServer::create(const StackConfig& config, kj::AsyncIoContext* io) {

@@ -398,8 +398,14 @@ Testbed::~Testbed() {
     std::printf("---- logs of %s (%s) ----\n%s%s\n", ns_.c_str(), runtimeDir_.c_str(), state.c_str(),
                 logTails(40).c_str());
   }
-  driver_.stop(3s);
-  stack_.stop(5s);
+  // Both must end cleanly on SIGTERM (exit status 0), the driver first as
+  // `deploy/mknet down` does; a process the test killed itself is not asked.
+  const bool driverRan = driver_.pid() != 0 && driver_.running();
+  const bool stackRan = stack_.pid() != 0 && stack_.running();
+  int driverStatus = driver_.stop(3s);
+  int stackStatus = stack_.stop(5s);
+  if (driverRan) EXPECT_EQ(driverStatus, 0) << "mknet-tapdrv did not exit cleanly on SIGTERM";
+  if (stackRan) EXPECT_EQ(stackStatus, 0) << "mknet-stack did not exit cleanly on SIGTERM";
   if (nsCreated_) {
     // The TAP first: a persistent TAP must not outlive its namespace.
     runCommand({"ip", "-n", ns_, "link", "del", tap_});
