@@ -70,6 +70,17 @@ PARAMS = {
 }
 
 APPS = ("mknet-bulk", "mknet-rtt", "mknet-connrate", "mknet-udp")
+# --workloads groups, in the order they run.
+WORKLOADS = ("bulk", "rtt", "tps", "conn", "udp")
+
+
+def median(values):
+    """The median of a list of numbers (the mean of the middle two for an even count); None if empty."""
+    v = sorted(values)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
 def log(msg):
@@ -369,6 +380,10 @@ class Bench:
         self.p = PARAMS["quick" if args.quick else "full"]
         self.tag = f"mkb{os.getpid()}"
         self.logdir = tempfile.mkdtemp(prefix="mknet-bench-logs.")
+        self.workloads = set(args.workloads.split(",")) if args.workloads else set(WORKLOADS)
+        # One dict of figures per round; self.results is the current round's,
+        # and the report gives the median over the rounds (--runs).
+        self.rounds = []
         self.results = {a: {} for a in ARCHS}
         self.cpu_detail = {a: {} for a in ARCHS}
         self.notes = []
@@ -519,28 +534,45 @@ class Bench:
                     self.notes.append(f"{arch.name} udp_{size}: {s['bad']} datagrams failed verification")
             return f
 
-        for label, fn in [("bulk app->peer", bulk_out), ("bulk peer->app", bulk_in), ("1-byte RTT", rtt),
-                          ("64-byte transactions, 1 conn", tps(1, 5004)),
-                          ("64-byte transactions, 16 conns", tps(16, 5005)),
-                          ("64-byte transactions, 64 conns", tps(64, 5006)),
-                          ("connection rate, client on the peer", conn(False)),
-                          ("connection rate, client on the app", conn(True)),
-                          ("UDP 64 B", udp(64, 5009)), ("UDP 1472 B", udp(1472, 5010))]:
-            self.workload(arch, label, fn)
+        table = {"bulk": [("bulk app->peer", bulk_out), ("bulk peer->app", bulk_in)],
+                 "rtt": [("1-byte RTT", rtt)],
+                 "tps": [("64-byte transactions, 1 conn", tps(1, 5004)),
+                         ("64-byte transactions, 16 conns", tps(16, 5005)),
+                         ("64-byte transactions, 64 conns", tps(64, 5006))],
+                 "conn": [("connection rate, client on the peer", conn(False)),
+                          ("connection rate, client on the app", conn(True))],
+                 "udp": [("UDP 64 B", udp(64, 5009)), ("UDP 1472 B", udp(1472, 5010))]}
+        for group in WORKLOADS:
+            if group in self.workloads:
+                for label, fn in table[group]:
+                    self.workload(arch, label, fn)
 
     # ------------------------------------------------------------ the whole run
 
     def run(self):
+        """--runs N rounds, each running every selected architecture once (interleaved, so that
+        a change in the machine's state between rounds, e.g. where the host puts the two vCPUs,
+        hits every architecture alike); self.results becomes the median of each figure."""
         archs = [KernelArch(self), SingleProcessArch(self), MultiProcessArch(self)]
         only = set(self.args.only.split(",")) if self.args.only else set(ARCHS)
+        skip = set()
         for arch in archs:
-            if arch.name not in only:
-                continue
-            why = arch.missing()
+            why = arch.missing() if arch.name in only else None
             if why:
                 self.notes.append(why + "; its column is empty")
                 log(why + "; skipping it")
-                continue
+                skip.add(arch.name)
+        for r in range(self.args.runs):
+            if self.args.runs > 1:
+                log(f"round {r + 1} of {self.args.runs}")
+            self.results = {a: {} for a in ARCHS}
+            self.rounds.append(self.results)
+            self.run_round([a for a in archs if a.name in only and a.name not in skip])
+        self.results = {a: {key: median([rd[a][key] for rd in self.rounds if rd[a].get(key) is not None])
+                            for key, _, _ in METRICS} for a in ARCHS}
+
+    def run_round(self, archs):
+        for arch in archs:
             start = time.monotonic()
             log(f"{arch.name}: setting up")
             self.current = arch
@@ -575,6 +607,8 @@ class Bench:
         rows = [head, "|---|---:|---:|---:|---:|---:|"]
         for key, label, f in METRICS:
             k, s, m = (self.results[a].get(key) for a in ARCHS)
+            if k is None and s is None and m is None and len(self.workloads) < len(WORKLOADS):
+                continue  # a workload --workloads left out
 
             def ratio(a, b):
                 return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
@@ -606,7 +640,8 @@ class Bench:
     def report(self, date, elapsed):
         m = self.machine()
         title = (f"mknet bench{' --quick' if self.args.quick else ''}: {date}, {m['cpus']} CPUs ({m['cpu_model']}), "
-                 f"Linux {m['kernel']}, commit {m['commit']}, {elapsed:.0f} s")
+                 f"Linux {m['kernel']}, commit {m['commit']}, {elapsed:.0f} s"
+                 + (f", median of {self.args.runs} rounds" if self.args.runs > 1 else ""))
         print()
         print(title)
         print()
@@ -618,11 +653,16 @@ class Bench:
             print(f"- note: {n}")
         if self.args.json:
             doc = {"machine": m, "date": date, "command": self.args.command, "quick": self.args.quick,
-                   "params": self.p, "seconds": round(elapsed, 1)}
+                   "params": self.p, "seconds": round(elapsed, 1), "runs": self.args.runs,
+                   "workloads": sorted(self.workloads)}
             for a in ARCHS:
                 doc[a] = {key: (round(self.results[a][key], 6) if self.results[a].get(key) is not None else None)
                           for key, _, _ in METRICS}
-            doc["cpu_detail"] = self.cpu_detail
+            if self.args.runs > 1:
+                # Every round's own figures; the architecture sections hold their medians.
+                doc["rounds"] = [{a: {k: (round(v, 6) if v is not None else None) for k, v in rd[a].items()}
+                                  for a in ARCHS} for rd in self.rounds]
+            doc["cpu_detail"] = self.cpu_detail  # the last round's
             doc["notes"] = self.notes
             with open(self.args.json, "w") as f:
                 json.dump(doc, f, indent=1)
@@ -635,6 +675,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short runs (all three architectures in < 2 minutes)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     ap.add_argument("--only", metavar="ARCHS", help="comma-separated subset of: " + ",".join(ARCHS))
+    ap.add_argument("--workloads", metavar="LIST", help="comma-separated subset of: " + ",".join(WORKLOADS))
+    ap.add_argument("--runs", type=int, default=1, metavar="N",
+                    help="N rounds over the architectures (interleaved); every figure is the median")
     ap.add_argument("--keep-logs", action="store_true", help="keep every program's output (path printed)")
     ap.add_argument("--build-dir", required=True, help="the release build tree ($MKNET_BUILD_DIR/release)")
     ap.add_argument("--mknet", required=True, help="path of deploy/mknet (for up/down)")
@@ -642,6 +685,10 @@ def main():
     args = ap.parse_args()
     if args.only and not set(args.only.split(",")) <= set(ARCHS):
         ap.error("--only takes " + ",".join(ARCHS))
+    if args.workloads and not set(args.workloads.split(",")) <= set(WORKLOADS):
+        ap.error("--workloads takes " + ",".join(WORKLOADS))
+    if args.runs < 1 or args.runs > 20:
+        ap.error("--runs takes 1..20")
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces, TAP devices)")
 
