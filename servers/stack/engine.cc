@@ -4,6 +4,26 @@
 // system socket headers (see engine.h).
 #include "servers/stack/engine_lwip.h"
 
+#include "libnet/checksum.h"
+
+// lwIP sums every checksum it checks or makes (each received TCP/UDP segment,
+// each segment it sends: LWIP_CHECKSUM_ON_COPY) with lwip_standard_chksum(),
+// a 16-bit-at-a-time loop that was 4-6 % of all CPU in bulk receive. Debian's
+// liblwip calls it through its PLT, so this definition in the program takes
+// its place for the whole library (ELF interposition, as a program's malloc
+// replaces libc's); lwIP has no other hook for it in a prebuilt library
+// (LWIP_CHKSUM is a compile-time macro). Same contract: the folded one's-
+// complement sum of len bytes in network byte order, not complemented.
+// libnet's Checksum adds 8 bytes per step (tests/servers/stack/
+// lwip_checksum_test checks it against a byte-pair reference and lwIP's own
+// pseudo-header checksum of real segments).
+extern "C" u16_t lwip_standard_chksum(const void* dataptr, int len) {
+  if (len <= 0) return 0;
+  mknet::net::Checksum c;
+  c.add(mknet::net::ConstBytes(static_cast<const uint8_t*>(dataptr), static_cast<size_t>(len)));
+  return lwip_htons(c.sum());
+}
+
 namespace mknet::stack {
 
 using ipc::SlotState;

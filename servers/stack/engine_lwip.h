@@ -17,6 +17,7 @@
 
 extern "C" {
 #include "lwip/etharp.h"
+#include "lwip/inet_chksum.h"
 #include "lwip/init.h"
 #include "lwip/ip4.h"
 #include "lwip/netif.h"
