@@ -25,6 +25,13 @@ struct PoolConfig {
 
 // Descriptor flags on the four rings.
 inline constexpr uint32_t kDescFlagNone = 0;
+// rxActive: the driver wrote this frame's TCP/UDP checksum itself (it
+// completed a checksum the host kernel left to it, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+// or built the segment out of a GSO super-frame), so it cannot be wrong unless
+// the driver is. The stack then skips its own check of that checksum; lwIP
+// still verifies every TCP/UDP checksum, so a lying driver gets nothing past
+// it (such drops are just not in the stack's rx_bad counters).
+inline constexpr uint32_t kDescFlagL4ChecksumByDriver = 1u << 0;
 
 // The rings, by role and direction (sDDF naming):
 //   rxFree   stack -> driver  empty buffers for the driver to receive into

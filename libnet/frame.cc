@@ -19,12 +19,12 @@ FrameError fromIpv4Error(Ipv4Error e) {
 
 // Validates the L4 part of an unfragmented IPv4 packet and fills frame.
 // Returns the error, or nullopt on success.
-std::optional<FrameError> parseL4(const Ipv4View& ip, ParsedFrame& frame) {
+std::optional<FrameError> parseL4(const Ipv4View& ip, ParsedFrame& frame, bool l4ChecksumKnown) {
   switch (ip.protocol()) {
     case kIpProtocolTcp: {
       auto tcp = TcpView::parse(ip.payload());
       if (!tcp) return FrameError::kBadL4Length;
-      if (!tcp->checksumValid(ip.src(), ip.dst())) return FrameError::kBadL4Checksum;
+      if (!l4ChecksumKnown && !tcp->checksumValid(ip.src(), ip.dst())) return FrameError::kBadL4Checksum;
       auto options = tcp->parsedOptions();
       if (!options) return FrameError::kBadTcpOptions;
       frame.kind = FrameKind::kIpv4Tcp;
@@ -35,7 +35,7 @@ std::optional<FrameError> parseL4(const Ipv4View& ip, ParsedFrame& frame) {
     case kIpProtocolUdp: {
       auto udp = UdpView::parse(ip.payload());
       if (!udp) return FrameError::kBadL4Length;
-      if (!udp->checksumValid(ip.src(), ip.dst())) return FrameError::kBadL4Checksum;
+      if (!l4ChecksumKnown && !udp->checksumValid(ip.src(), ip.dst())) return FrameError::kBadL4Checksum;
       frame.kind = FrameKind::kIpv4Udp;
       frame.udp = udp;
       return std::nullopt;
@@ -101,7 +101,7 @@ const char* frameErrorName(FrameError error) {
   return "unknown";
 }
 
-std::optional<ParsedFrame> parseFrame(ConstBytes bytes, FrameError* error) {
+std::optional<ParsedFrame> parseFrame(ConstBytes bytes, FrameError* error, bool l4ChecksumKnown) {
   auto fail = [error](FrameError e) -> std::optional<ParsedFrame> {
     if (error != nullptr) *error = e;
     return std::nullopt;
@@ -128,7 +128,7 @@ std::optional<ParsedFrame> parseFrame(ConstBytes bytes, FrameError* error) {
         frame.kind = FrameKind::kIpv4Fragment;
         return frame;
       }
-      if (auto l4Error = parseL4(*ip, frame)) return fail(*l4Error);
+      if (auto l4Error = parseL4(*ip, frame, l4ChecksumKnown)) return fail(*l4Error);
       return frame;
     }
     default:

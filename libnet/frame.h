@@ -74,7 +74,10 @@ struct ParsedFrame {
 // interpret (see FrameKind) are returned, not rejected: what to do with them
 // is the caller's policy. Bytes after the IPv4 total length (Ethernet
 // padding) are ignored.
-std::optional<ParsedFrame> parseFrame(ConstBytes frame, FrameError* error = nullptr);
+// With l4ChecksumKnown, TCP and UDP checksums are taken as correct without
+// summing the segment (the caller has it from whoever computed it; see
+// ipc::kDescFlagL4ChecksumByDriver); every other check still runs.
+std::optional<ParsedFrame> parseFrame(ConstBytes frame, FrameError* error = nullptr, bool l4ChecksumKnown = false);
 
 // Builds complete Ethernet + IPv4 + L4 (or Ethernet + ARP) frames with
 // correct checksums, in place, no padding. A plain aggregate:

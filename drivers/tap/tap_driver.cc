@@ -187,8 +187,9 @@ Result<uint32_t> TapDriver::receive() {
       continue;
     }
     if (f->offload.needsCsum) {
-      // TUN_F_CSUM: the kernel left the L4 checksum to us; the stack
-      // verifies every checksum, so complete it here.
+      // TUN_F_CSUM: the kernel left the L4 checksum to us; lwIP verifies
+      // every checksum, so complete it here (and tell the stack it need not
+      // sum the frame again: kDescFlagL4ChecksumByDriver).
       if (!completeChecksum(buf.first(f->length), f->offload.csumStart, f->offload.csumOffset)) {
         rxDroppedBadOffload_.add(1);
         continue;
@@ -197,7 +198,7 @@ Result<uint32_t> TapDriver::receive() {
     }
     stash_.pop_back();
     d.length = static_cast<uint32_t>(f->length);
-    d.flags = ipc::kDescFlagNone;
+    d.flags = f->offload.needsCsum ? ipc::kDescFlagL4ChecksumByDriver : ipc::kDescFlagNone;
     d.cookie = 0;
     rxOut_.push_back(d);
     rxFrames_.add(1);
@@ -237,7 +238,7 @@ Result<void> TapDriver::receiveGso(Descriptor d, std::span<std::byte> buf, const
     stash_.pop_back();
     size_t len = writeTcpV4Segment(*plan, hdr, frame, k, *pool_.buffer(s.index));
     s.length = static_cast<uint32_t>(len);
-    s.flags = ipc::kDescFlagNone;
+    s.flags = ipc::kDescFlagL4ChecksumByDriver;  // writeTcpV4Segment computed it
     s.cookie = 0;
     rxOut_.push_back(s);
     rxFrames_.add(1);
@@ -247,7 +248,7 @@ Result<void> TapDriver::receiveGso(Descriptor d, std::span<std::byte> buf, const
   if (k < plan->segments) rxDroppedNoBuffer_.add(plan->segments - k);
   size_t len0 = writeTcpV4Segment(*plan, hdr, frame, 0, buf);
   rxOut_[firstOut].length = static_cast<uint32_t>(len0);
-  rxOut_[firstOut].flags = ipc::kDescFlagNone;
+  rxOut_[firstOut].flags = ipc::kDescFlagL4ChecksumByDriver;
   rxOut_[firstOut].cookie = 0;
   rxFrames_.add(1);
   rxBytes_.add(len0);

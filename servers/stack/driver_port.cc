@@ -186,8 +186,9 @@ uint32_t DriverPort::poll(uint32_t budget) {
         continue;
       }
       net::FrameError why{};
+      const bool l4ByDriver = (d.flags & ipc::kDescFlagL4ChecksumByDriver) != 0;
       auto frame = net::parseFrame(
-          net::ConstBytes(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()), &why);
+          net::ConstBytes(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()), &why, l4ByDriver);
       if (!frame) {
         ++counters_.rxBad[static_cast<size_t>(why)];
         owner_[d.index] = Owner::kFree;
@@ -207,6 +208,7 @@ uint32_t DriverPort::poll(uint32_t budget) {
       }
       ++counters_.rxFrames;
       counters_.rxBytes += d.length;
+      if (l4ByDriver && (frame->tcp || frame->udp)) ++counters_.rxL4ChecksumByDriver;
       if (engineHeld_ >= region_.config().bufferCount / 4) {
         // lwIP holds many received buffers (out-of-order segments, data it
         // could not deliver yet): copy instead of lending more, so the driver

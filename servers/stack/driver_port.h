@@ -20,6 +20,7 @@ namespace mknet::stack {
 struct DriverPortCounters {
   uint64_t rxFrames = 0, rxBytes = 0, txFrames = 0, txBytes = 0;
   uint64_t rxMartian = 0;         // IPv4 source is our own address or 127/8
+  uint64_t rxL4ChecksumByDriver = 0;  // frames whose TCP/UDP checksum the driver wrote (not summed again here)
   uint64_t badDescriptors = 0;     // index/length out of range, or a buffer the driver doesn't hold
   uint64_t corruptRings = 0;       // a ring index the driver broke: attachment dropped
   uint64_t txDroppedNoDriver = 0;  // frames lwIP sent while no driver was attached

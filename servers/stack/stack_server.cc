@@ -150,6 +150,7 @@ class AdminImpl final : public schema::Admin::Server {
     c.emplace_back("tx_bytes", pc.txBytes);
     c.emplace_back("bad_descriptors", pc.badDescriptors);
     c.emplace_back("rx_drop_martian", pc.rxMartian);
+    c.emplace_back("rx_l4_checksum_by_driver", pc.rxL4ChecksumByDriver);
     c.emplace_back("corrupt_rings", pc.corruptRings);
     c.emplace_back("tx_dropped_no_driver", pc.txDroppedNoDriver);
     c.emplace_back("tx_requeued", pc.txRequeued);

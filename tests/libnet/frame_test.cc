@@ -266,6 +266,44 @@ TEST(ParseFrameTest, L4ChecksumErrors) {
   EXPECT_EQ(errorOf(frame), FrameError::kBadL4Checksum);
 }
 
+// l4ChecksumKnown (the driver wrote the checksum): TCP and UDP checksums are
+// not summed, everything else is still checked, ICMP's checksum included.
+TEST(ParseFrameTest, KnownL4ChecksumSkipsOnlyTheTcpAndUdpSums) {
+  FrameError e{};
+  auto tcp = tcpFrame({}, fromHex("01 02 03"));
+  tcp.back() ^= 0x80;
+  ASSERT_FALSE(parseFrame(tcp, &e));
+  auto parsed = parseFrame(tcp, &e, true);
+  ASSERT_TRUE(parsed);
+  ASSERT_TRUE(parsed->tcp);
+  EXPECT_EQ(parsed->tcp->payload().size(), 3u);
+  EXPECT_EQ(parsed->tcp->payload()[2], 0x03 ^ 0x80);
+
+  auto udp = udpFrame(fromHex("68 65 6c 6c 6f"));
+  udp.back() ^= 0x01;
+  EXPECT_TRUE(parseFrame(udp, &e, true));
+
+  auto icmp = icmpFrame(fromHex("01 02 03"));
+  icmp[kL4 + 4] ^= 0x01;
+  e = {};
+  EXPECT_FALSE(parseFrame(icmp, &e, true));
+  EXPECT_EQ(e, FrameError::kBadL4Checksum);
+
+  // The IPv4 header checksum and the lengths are checked as always.
+  auto badIp = tcpFrame({}, fromHex("01 02 03"));
+  badIp[kIp + 10] ^= 0x01;
+  e = {};
+  EXPECT_FALSE(parseFrame(badIp, &e, true));
+  EXPECT_EQ(e, FrameError::kBadIpChecksum);
+  auto shortTcp = udpFrame(fromHex("68 65 6c 6c 6f"));
+  shortTcp[kIp + 9] = kIpProtocolTcp;
+  storeBe16(shortTcp, kIp + 2, 20 + 7);
+  fixIpChecksum(shortTcp);
+  e = {};
+  EXPECT_FALSE(parseFrame(shortTcp, &e, true));
+  EXPECT_EQ(e, FrameError::kBadL4Length);
+}
+
 TEST(ParseFrameTest, MalformedTcpOptions) {
   // Builders take raw option bytes, so a correct checksum over bad options
   // can be made: NOP NOP, then kind 30 with length 0.

@@ -147,6 +147,7 @@ class TapDriverTest : public ::testing::Test {
         auto bytes = region_->pool().bytes(d[i]);
         ASSERT_TRUE(bytes);
         received_.emplace_back(bytes->begin(), bytes->end());
+        receivedFlags_.push_back(d[i].flags);
         receivedIndex_.push_back(d[i].index);
       }
       if (*n == 0) break;
@@ -205,6 +206,7 @@ class TapDriverTest : public ::testing::Test {
 
   std::vector<Where> where_;
   std::vector<Frame> received_;
+  std::vector<uint32_t> receivedFlags_;  // the rxActive descriptor's flags, one per received_ frame
   std::vector<uint32_t> receivedIndex_;
   std::vector<uint32_t> txReturned_;
   uint64_t duplicates_ = 0;
@@ -256,6 +258,8 @@ TEST_F(TapDriverTest, FramesFlowBothWaysIntact) {
   for (uint64_t s = 0; s < kFrames; ++s) {
     ASSERT_EQ(received_[s].size(), lengthFor(s)) << "rx frame " << s;
     ASSERT_TRUE(mknet::test::checkPattern(received_[s], s)) << "rx frame " << s;
+    // Frames without offload metadata: the stack must check their checksums.
+    ASSERT_EQ(receivedFlags_[s], ipc::kDescFlagNone) << "rx frame " << s;
   }
   auto written = nic_.written();
   ASSERT_EQ(written.size(), kFrames);
@@ -677,6 +681,10 @@ TEST_F(TapDriverTest, OffloadSegmentsSuperFramesOnReceive) {
   }
   EXPECT_EQ(at, payload);
   EXPECT_EQ(received_[31], good);
+  // The driver wrote every one of these checksums itself and says so, so
+  // that the stack does not sum the frames again.
+  ASSERT_EQ(receivedFlags_.size(), 32u);
+  for (size_t s = 0; s < 32; ++s) EXPECT_EQ(receivedFlags_[s], ipc::kDescFlagL4ChecksumByDriver) << s;
   TapDriverStats st = driver_->stats();
   EXPECT_EQ(st.rxGsoFrames, 1u);
   EXPECT_EQ(st.rxFrames, 32u);
