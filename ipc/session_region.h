@@ -14,7 +14,7 @@
 
 namespace mknet::ipc {
 
-inline constexpr uint32_t kSessionContentVersion = 2;
+inline constexpr uint32_t kSessionContentVersion = 3;
 
 struct SessionConfig {
   uint32_t maxSockets = 256;        // socket slots per app
@@ -160,6 +160,13 @@ struct alignas(kCacheLine) SessionHeader {
   // requests. Only processes that mapped the session (the app and its
   // forked children) can know it.
   uint64_t token;
+  // Stack: bumped several times per round of its loop while it runs (working
+  // or spinning), never while it sleeps or waits for a CPU. An app thread
+  // spinning for the stack stops spinning when this stands still: the stack
+  // is then asleep (it will ring) or off its CPU, and the spin would only
+  // take CPU time the stack may need (ClientSession::wait). Own cache line:
+  // the stack writes it constantly.
+  alignas(kCacheLine) std::atomic<uint64_t> stackBeat;
 };
 
 // What a stack hands an app for a session: the region, its layout, and the

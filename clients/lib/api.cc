@@ -628,11 +628,15 @@ int mknet_ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
     return ready;
   };
   // Before sleeping, spin a little as blocking calls do (ClientSession::wait):
-  // the stack usually answers well within kSpin, and sleeping costs a
+  // the stack usually answers well within spinTime(), and sleeping costs a
   // cross-CPU wake-up. Kernel fds are checked every few rounds meanwhile.
   if (!once && !sessions.sessions.empty()) {
-    const auto spinEnd = Clock::now() + mknet::client::kSpin;
-    for (uint32_t i = 1; Clock::now() < spinEnd && Clock::now() < deadline; ++i) {
+    const auto spinStart = Clock::now();
+    const auto spinEnd = spinStart + mknet::client::spinTime();
+    mknet::client::StackWatch watch(sessions.sessions.front()->stackBeat(), spinStart);
+    for (uint32_t i = 1;; ++i) {
+      const auto now = Clock::now();
+      if (now >= spinEnd || now >= deadline || watch.stalled(now)) break;
       int ready = scan();
       if (nk > 0 && (i & 7) == 0) {
         int r = kernel::ppoll(kernelFds.data(), nk, &kZero, nullptr);

@@ -10,6 +10,8 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <thread>
@@ -79,6 +81,24 @@ std::string stackSocketPath() {
 std::atomic<SessionOpener> gOpener{nullptr};
 
 }  // namespace
+
+std::chrono::microseconds spinTime() {
+  static const std::chrono::microseconds spin = [] {
+    constexpr long kDefault = 100, kMax = 100000;
+    const char* v = std::getenv("MKNET_SPIN_US");
+    if (v == nullptr || *v == '\0') return std::chrono::microseconds(kDefault);
+    char* end = nullptr;
+    errno = 0;
+    long n = std::strtol(v, &end, 10);
+    if (errno != 0 || *end != '\0' || n < 0 || n > kMax) {
+      std::fprintf(stderr, "libmknet: ignoring MKNET_SPIN_US='%s' (want 0..%ld microseconds); spinning %ld us\n", v,
+                   kMax, kDefault);
+      return std::chrono::microseconds(kDefault);
+    }
+    return std::chrono::microseconds(n);
+  }();
+  return spin;
+}
 
 // pthread_atfork handlers: the locks the child needs are taken before the
 // fork, so no other thread can hold them at that instant; the child then
@@ -322,14 +342,21 @@ void ClientSession::consumeWake() {
 bool ClientSession::wait(const std::function<bool()>& ready, std::chrono::steady_clock::time_point deadline,
                          int* err) {
   using Clock = std::chrono::steady_clock;
-  auto spinEnd = Clock::now() + kSpin;
+  const auto spin = spinTime();
+  const auto spinStart = Clock::now();
+  const auto spinEnd = spinStart + spin;
+  StackWatch watch(&region_->header()->stackBeat, spinStart);
   for (uint32_t i = 0;; ++i) {
     if (ready()) return true;
     if (dead()) {
       *err = ECONNRESET;
       return false;
     }
-    if ((i & 15) == 15 && Clock::now() >= spinEnd) break;
+    if (spin.count() == 0) break;
+    if ((i & 3) == 3) {
+      auto now = Clock::now();
+      if (now >= spinEnd || watch.stalled(now)) break;
+    }
     // Yield rather than pause: on a small machine the stack or the driver we
     // wait for may need this very CPU.
     sched_yield();

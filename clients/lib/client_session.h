@@ -24,8 +24,38 @@ namespace mknet::client {
 
 // How long a waiting thread spins (yielding) before it sleeps on the
 // doorbell: a wake-up across CPUs costs 10-50 us on these machines, more
-// than most waits for the stack take.
-inline constexpr auto kSpin = std::chrono::microseconds(100);
+// than most waits for the stack take. 100 us unless MKNET_SPIN_US says
+// otherwise (0..100000; read once; a bad value is reported on stderr and
+// ignored).
+std::chrono::microseconds spinTime();
+
+// Watches the stack's heartbeat (SessionHeader::stackBeat) during a spin: a
+// beat that has not moved for kStall means the stack is asleep (it will ring
+// the doorbell) or waiting for a CPU, and spinning on would only keep a CPU
+// from it. On a machine with fewer CPUs than busy threads, and with the
+// stack in another scheduling group (its own session or cgroup), a spinning
+// app otherwise takes half the machine while the stack waits.
+class StackWatch {
+ public:
+  static constexpr auto kStall = std::chrono::microseconds(15);
+  explicit StackWatch(const std::atomic<uint64_t>* beat, std::chrono::steady_clock::time_point now)
+      : beat_(beat), last_(beat->load(std::memory_order_relaxed)), moved_(now) {}
+  // True once the beat has stood still for kStall.
+  bool stalled(std::chrono::steady_clock::time_point now) {
+    uint64_t b = beat_->load(std::memory_order_relaxed);
+    if (b != last_) {
+      last_ = b;
+      moved_ = now;
+      return false;
+    }
+    return now - moved_ >= kStall;
+  }
+
+ private:
+  const std::atomic<uint64_t>* beat_;
+  uint64_t last_;
+  std::chrono::steady_clock::time_point moved_;
+};
 
 // The reply of a control call: 0 or an errno, plus call-specific values.
 struct ControlReply {
@@ -94,6 +124,8 @@ class ClientSession {
   // it was readable.
   int wakeFd() const { return toApp_.fd(); }
   void announceSleep() { region_->header()->appSleeping.store(1, std::memory_order_seq_cst); }
+  // The stack's heartbeat in this session (see StackWatch).
+  const std::atomic<uint64_t>* stackBeat() const { return &region_->header()->stackBeat; }
   void consumeWake();
 
   ipc::SessionRegion& region() { return *region_; }

@@ -266,10 +266,10 @@ int EpollTable::wait(int epfd, epoll_event* events, int maxEvents, const timespe
     return n;
   };
   // Spin a little before sleeping, as libmknet's blocking calls do: the
-  // stack usually answers within kSpin, a sleep costs a cross-CPU wake-up.
+  // stack usually answers within spinTime(), a sleep costs a cross-CPU wake-up.
   // The kernel set is looked at every 8th round (a syscall).
   if (!once) {
-    const auto spinEnd = Clock::now() + mknet::client::kSpin;
+    const auto spinEnd = Clock::now() + mknet::client::spinTime();
     for (uint32_t i = 1; Clock::now() < spinEnd && Clock::now() < deadline; ++i) {
       int n;
       {

@@ -5,7 +5,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("mknet::schema");
 using Common = import "common.capnp";
 
-const sessionAbiVersion :UInt32 = 2;
+const sessionAbiVersion :UInt32 = 3;
 
 # The app's session. It has no methods: socket operations go through the
 # control mailbox in the session's shared memory (ipc/session_region.h),

@@ -153,6 +153,8 @@ void AppSession::tearDown() {
   posted_ = true;
 }
 
+void AppSession::beat(uint64_t n) { region_.header()->stackBeat.store(n, std::memory_order_relaxed); }
+
 uint32_t AppSession::poll(uint32_t budget) {
   uint32_t work = 0;
   if (broken_) {

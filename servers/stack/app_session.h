@@ -43,6 +43,8 @@ class AppSession final : public SocketOwner {
   // Data plane: handles the app's notifications (bounded), reaps sockets
   // that finished closing. Returns the work found.
   uint32_t poll(uint32_t budget);
+  // Publishes the stack's loop counter (SessionHeader::stackBeat).
+  void beat(uint64_t n);
   // Before the stack sleeps: false if notifications arrived meanwhile.
   bool prepareSleep();
   void cancelSleep();

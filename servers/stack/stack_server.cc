@@ -333,10 +333,26 @@ void StackServer::run() {
   auto lastWork = Clock::now();
   auto nextTimer = Clock::now();
   uint32_t round = 0;
+  uint64_t beat = 0;
+  auto publishBeat = [&] {
+    ++beat;
+    for (AppSession* a : sessions_.sessions()) a->beat(beat);
+  };
   while (!stopping_) {
-    uint32_t work = port_->poll(config_.burst);
+    publishBeat();
+    uint32_t work = 0;
+    // The driver's frames in quarter bursts, with a beat between: an app
+    // spinning for us reads a beat that stands still for long as "the
+    // stack is off its CPU" (SessionHeader::stackBeat).
+    for (uint32_t q = 0; q < 4; ++q) {
+      uint32_t w = port_->poll(config_.burst / 4 > 0 ? config_.burst / 4 : 1);
+      work += w;
+      if (w < config_.burst / 4) break;
+      publishBeat();
+    }
     engine_->retryBlockedSenders();  // not work: the loop may sleep; txFree wakes it
     for (AppSession* a : sessions_.sessions()) work += a->poll(config_.burst);
+    publishBeat();
     auto now = Clock::now();
     if (now >= nextTimer) {
       uint32_t ms = engine_->runTimers();
