@@ -41,6 +41,39 @@ void Checksum::add(ConstBytes bytes) {
   }
 }
 
+void Checksum::addCopy(ConstBytes src, std::uint8_t* dst) {
+  // add() with a store of every word: the same sums, in the same order.
+  std::size_t i = 0;
+  const std::size_t n = src.size();
+  if (odd_ && n > 0) {
+    dst[0] = src[0];
+    sum_ += src[0];
+    i = 1;
+    odd_ = false;
+  }
+  std::uint64_t acc = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, src.data() + i, 8);
+    std::memcpy(dst + i, &w, 8);
+    acc += (w & 0xffffffffu) + (w >> 32);
+  }
+  for (; i + 2 <= n; i += 2) {
+    std::uint16_t h;
+    std::memcpy(&h, src.data() + i, 2);
+    std::memcpy(dst + i, &h, 2);
+    acc += h;
+  }
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  if constexpr (std::endian::native == std::endian::little) acc = ((acc & 0xff) << 8) | (acc >> 8);
+  sum_ += acc;
+  if (i < n) {
+    dst[i] = src[i];
+    sum_ += std::uint32_t{src[i]} << 8;
+    odd_ = true;
+  }
+}
+
 void Checksum::add16(std::uint16_t value) {
   if (!odd_) {
     sum_ += value;

@@ -25,6 +25,10 @@ class Checksum {
  public:
   // Appends bytes to the stream.
   void add(ConstBytes bytes);
+  // Copies src to dst (src.size() bytes) and appends them to the stream, in
+  // one pass over the data instead of a memcpy and an add(). dst may be src
+  // itself or lie before it (the copy runs forwards), not after it.
+  void addCopy(ConstBytes src, std::uint8_t* dst);
   // Appends the two big-endian bytes of value (same as add() of those bytes).
   void add16(std::uint16_t value);
   // Appends the four big-endian bytes of value (same as add() of those bytes).

@@ -172,6 +172,21 @@ void SplitFrame::copyOut(size_t offset, MutableByteSpan out) const {
   }
 }
 
+void SplitFrame::copyOutSum(size_t offset, MutableByteSpan out, net::Checksum& sum) const {
+  auto* o = reinterpret_cast<uint8_t*>(out.data());
+  size_t done = 0;
+  if (offset < head.size()) {
+    size_t n = std::min(out.size(), head.size() - offset);
+    // In place for segment 0 (out == head + offset): addCopy copies forwards.
+    sum.addCopy(net::ConstBytes(reinterpret_cast<const uint8_t*>(head.data()) + offset, n), o);
+    done = n;
+  }
+  if (done < out.size()) {
+    size_t from = offset + done - head.size();
+    sum.addCopy(net::ConstBytes(reinterpret_cast<const uint8_t*>(tail.data()) + from, out.size() - done), o + done);
+  }
+}
+
 std::optional<TcpV4GsoPlan> validateTcpV4Gso(const SplitFrame& frame, const FrameOffload& offload,
                                              size_t maxSegmentFrame) {
   auto h = u8(frame.head);
@@ -200,7 +215,11 @@ size_t writeTcpV4Segment(const TcpV4GsoPlan& plan, ConstByteSpan headers, const 
   const size_t payload = std::min(plan.mss, plan.payloadLen - k * plan.mss);
   const size_t len = plan.headerLen + payload;
   std::memmove(out.data(), headers.data(), plan.headerLen);
-  frame.copyOut(plan.headerLen + k * plan.mss, out.subspan(plan.headerLen, payload));
+  // The payload is summed while it is copied (one pass instead of two); it
+  // starts at an even offset of the TCP segment (the header is a multiple of
+  // 4 bytes), so its sum adds to the header's.
+  net::Checksum payloadSum;
+  frame.copyOutSum(plan.headerLen + k * plan.mss, out.subspan(plan.headerLen, payload), payloadSum);
 
   auto o = u8(out.first(len));
   auto src = u8(headers);
@@ -221,11 +240,9 @@ size_t writeTcpV4Segment(const TcpV4GsoPlan& plan, ConstByteSpan headers, const 
   const size_t tcpLen = len - plan.tcpOffset;
   net::Checksum pseudo = net::ipv4PseudoHeaderChecksum(net::loadBe32(ip, 12), net::loadBe32(ip, 16),
                                                        kProtoTcp, static_cast<uint16_t>(tcpLen));
-  // The payload starts at an even offset of the TCP segment (the header is
-  // a multiple of 4 bytes), so the partial sums add up.
   uint64_t sum = pseudo.sum();
   sum += onesComplementSum(out.subspan(plan.tcpOffset, plan.headerLen - plan.tcpOffset));
-  sum += onesComplementSum(out.subspan(plan.headerLen, payload));
+  sum += payloadSum.sum();
   net::storeBe16(tcp, kTcpChecksumAt, static_cast<uint16_t>(~fold(sum)));
   return len;
 }

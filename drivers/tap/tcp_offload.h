@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "drivers/tap/nic_device.h"
+#include "libnet/checksum.h"
 
 namespace mknet::drivers {
 
@@ -114,6 +115,8 @@ struct SplitFrame {
   size_t size() const { return head.size() + tail.size(); }
   // Copies [offset, offset + out.size()) of the frame to out.
   void copyOut(size_t offset, MutableByteSpan out) const;
+  // The same, adding the copied bytes to sum on the way (one pass).
+  void copyOutSum(size_t offset, MutableByteSpan out, net::Checksum& sum) const;
 };
 
 // How a TCP/IPv4 super-frame is cut. From validateTcpV4Gso().

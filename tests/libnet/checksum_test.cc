@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -120,6 +121,44 @@ TEST(ChecksumTest, MatchesReferenceOverRandomBuffersInRandomOddChunks) {
       at += chunk;
     }
     ASSERT_EQ(c.finish(), expected) << "chunked, length " << data.size();
+  }
+}
+
+// addCopy: the bytes arrive at dst unchanged and the sum is the reference's,
+// in chunks at even and odd stream offsets, to another buffer and in place
+// (dst == src, and dst a little before src, as the driver's segment 0).
+TEST(ChecksumTest, AddCopyCopiesAndSumsLikeAdd) {
+  std::mt19937 rng(793);
+  for (int iteration = 0; iteration < 1000; ++iteration) {
+    std::vector<std::uint8_t> data(std::uniform_int_distribution<std::size_t>(0, 1600)(rng));
+    for (auto& b : data) b = static_cast<std::uint8_t>(rng());
+    const std::uint16_t expected = referenceChecksum(data);
+
+    std::vector<std::uint8_t> out(data.size() + 1, 0xee);
+    Checksum c;
+    std::size_t at = 0;
+    while (at < data.size()) {
+      const std::size_t chunk = std::min<std::size_t>(data.size() - at, 1 + rng() % 700);
+      c.addCopy(ConstBytes(data).subspan(at, chunk), out.data() + at);
+      at += chunk;
+    }
+    ASSERT_EQ(c.finish(), expected) << "length " << data.size();
+    ASSERT_TRUE(std::equal(data.begin(), data.end(), out.begin())) << "length " << data.size();
+    ASSERT_EQ(out.back(), 0xee) << "wrote past the end";
+
+    std::vector<std::uint8_t> inPlace = data;
+    Checksum same;
+    same.addCopy(inPlace, inPlace.data());
+    ASSERT_EQ(same.finish(), expected);
+    ASSERT_EQ(inPlace, data);
+
+    const std::size_t shift = 1 + rng() % 9;  // dst before src, overlapping
+    std::vector<std::uint8_t> buf(shift + data.size());
+    std::copy(data.begin(), data.end(), buf.begin() + static_cast<std::ptrdiff_t>(shift));
+    Checksum back;
+    back.addCopy(ConstBytes(buf).subspan(shift), buf.data());
+    ASSERT_EQ(back.finish(), expected);
+    ASSERT_TRUE(std::equal(data.begin(), data.end(), buf.begin())) << "shift " << shift;
   }
 }
 
