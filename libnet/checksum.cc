@@ -6,14 +6,20 @@
 
 namespace mknet::net {
 
-void Checksum::add(ConstBytes bytes) {
+namespace {
+
+// The one summing loop behind add() and addCopy(); with kCopy every word is
+// also stored at dst. sum/odd are the Checksum's state.
+template <bool kCopy>
+void accumulate(std::uint64_t& sum, bool& odd, ConstBytes src, std::uint8_t* dst) {
   std::size_t i = 0;
-  const std::size_t n = bytes.size();
-  if (odd_ && n > 0) {
+  const std::size_t n = src.size();
+  if (odd && n > 0) {
     // Completes the word whose high byte the previous chunk supplied.
-    sum_ += bytes[0];
+    if constexpr (kCopy) dst[0] = src[0];
+    sum += src[0];
     i = 1;
-    odd_ = false;
+    odd = false;
   }
   // The bulk in native-order 8-byte loads: the one's-complement sum is
   // byte-order independent up to a final swap of the folded result
@@ -22,57 +28,33 @@ void Checksum::add(ConstBytes bytes) {
   std::uint64_t acc = 0;  // < 2^33 per step: no overflow below 2^31 steps (16 GiB)
   for (; i + 8 <= n; i += 8) {
     std::uint64_t w;
-    std::memcpy(&w, bytes.data() + i, 8);
-    acc += (w & 0xffffffffu) + (w >> 32);
-  }
-  for (; i + 2 <= n; i += 2) {
-    std::uint16_t h;
-    std::memcpy(&h, bytes.data() + i, 2);
-    acc += h;
-  }
-  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-  if constexpr (std::endian::native == std::endian::little) acc = ((acc & 0xff) << 8) | (acc >> 8);
-  sum_ += acc;
-  if (i < n) {
-    // A trailing byte is the high half of a word that the next chunk, or the
-    // zero padding RFC 1071 prescribes at the end, completes.
-    sum_ += std::uint32_t{bytes[i]} << 8;
-    odd_ = true;
-  }
-}
-
-void Checksum::addCopy(ConstBytes src, std::uint8_t* dst) {
-  // add() with a store of every word: the same sums, in the same order.
-  std::size_t i = 0;
-  const std::size_t n = src.size();
-  if (odd_ && n > 0) {
-    dst[0] = src[0];
-    sum_ += src[0];
-    i = 1;
-    odd_ = false;
-  }
-  std::uint64_t acc = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t w;
     std::memcpy(&w, src.data() + i, 8);
-    std::memcpy(dst + i, &w, 8);
+    if constexpr (kCopy) std::memcpy(dst + i, &w, 8);
     acc += (w & 0xffffffffu) + (w >> 32);
   }
   for (; i + 2 <= n; i += 2) {
     std::uint16_t h;
     std::memcpy(&h, src.data() + i, 2);
-    std::memcpy(dst + i, &h, 2);
+    if constexpr (kCopy) std::memcpy(dst + i, &h, 2);
     acc += h;
   }
   while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
   if constexpr (std::endian::native == std::endian::little) acc = ((acc & 0xff) << 8) | (acc >> 8);
-  sum_ += acc;
+  sum += acc;
   if (i < n) {
-    dst[i] = src[i];
-    sum_ += std::uint32_t{src[i]} << 8;
-    odd_ = true;
+    // A trailing byte is the high half of a word that the next chunk, or the
+    // zero padding RFC 1071 prescribes at the end, completes.
+    if constexpr (kCopy) dst[i] = src[i];
+    sum += std::uint32_t{src[i]} << 8;
+    odd = true;
   }
 }
+
+}  // namespace
+
+void Checksum::add(ConstBytes bytes) { accumulate<false>(sum_, odd_, bytes, nullptr); }
+
+void Checksum::addCopy(ConstBytes src, std::uint8_t* dst) { accumulate<true>(sum_, odd_, src, dst); }
 
 void Checksum::add16(std::uint16_t value) {
   if (!odd_) {
