@@ -158,20 +158,6 @@ std::span<const ConstByteSpan> TcpCoalescer::finish() {
   return pieces_;
 }
 
-void SplitFrame::copyOut(size_t offset, MutableByteSpan out) const {
-  size_t done = 0;
-  if (offset < head.size()) {
-    size_t n = std::min(out.size(), head.size() - offset);
-    // memmove: segment 0 is built in place, where source and destination coincide.
-    std::memmove(out.data(), head.data() + offset, n);
-    done = n;
-  }
-  if (done < out.size()) {
-    size_t from = offset + done - head.size();
-    std::memcpy(out.data() + done, tail.data() + from, out.size() - done);
-  }
-}
-
 void SplitFrame::copyOutSum(size_t offset, MutableByteSpan out, net::Checksum& sum) const {
   auto* o = reinterpret_cast<uint8_t*>(out.data());
   size_t done = 0;

@@ -113,9 +113,9 @@ struct SplitFrame {
   ConstByteSpan head;
   ConstByteSpan tail;
   size_t size() const { return head.size() + tail.size(); }
-  // Copies [offset, offset + out.size()) of the frame to out.
-  void copyOut(size_t offset, MutableByteSpan out) const;
-  // The same, adding the copied bytes to sum on the way (one pass).
+  // Copies [offset, offset + out.size()) of the frame to out, adding the
+  // copied bytes to sum on the way (one pass). out may be the frame's own
+  // bytes at that offset (segment 0 is built in place).
   void copyOutSum(size_t offset, MutableByteSpan out, net::Checksum& sum) const;
 };
 
