@@ -631,12 +631,8 @@ int mknet_ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
   // the stack usually answers well within spinTime(), and sleeping costs a
   // cross-CPU wake-up. Kernel fds are checked every few rounds meanwhile.
   if (!once && !sessions.sessions.empty()) {
-    const auto spinStart = Clock::now();
-    const auto spinEnd = spinStart + mknet::client::spinTime();
-    mknet::client::StackWatch watch(sessions.sessions.front()->stackBeat(), spinStart);
+    mknet::client::Spin spin(sessions.sessions.front()->stackBeat(), deadline);
     for (uint32_t i = 1;; ++i) {
-      const auto now = Clock::now();
-      if (now >= spinEnd || now >= deadline || watch.stalled(now)) break;
       int ready = scan();
       if (nk > 0 && (i & 7) == 0) {
         int r = kernel::ppoll(kernelFds.data(), nk, &kZero, nullptr);
@@ -647,7 +643,7 @@ int mknet_ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
         }
       }
       if (ready > 0) return ready;
-      sched_yield();
+      if (!spin.again()) break;
     }
   }
   for (;;) {

@@ -342,25 +342,14 @@ void ClientSession::consumeWake() {
 bool ClientSession::wait(const std::function<bool()>& ready, std::chrono::steady_clock::time_point deadline,
                          int* err) {
   using Clock = std::chrono::steady_clock;
-  const auto spin = spinTime();
-  const auto spinStart = Clock::now();
-  const auto spinEnd = spinStart + spin;
-  StackWatch watch(&region_->header()->stackBeat, spinStart);
-  for (uint32_t i = 0;; ++i) {
+  Spin spin(&region_->header()->stackBeat);
+  do {
     if (ready()) return true;
     if (dead()) {
       *err = ECONNRESET;
       return false;
     }
-    if (spin.count() == 0) break;
-    if ((i & 3) == 3) {
-      auto now = Clock::now();
-      if (now >= spinEnd || watch.stalled(now)) break;
-    }
-    // Yield rather than pause: on a small machine the stack or the driver we
-    // wait for may need this very CPU.
-    sched_yield();
-  }
+  } while (spin.again());
   ipc::SessionHeader* h = region_->header();
   for (;;) {
     uint32_t epoch = wakeEpoch_.load(std::memory_order_seq_cst);

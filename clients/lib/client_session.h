@@ -7,12 +7,16 @@
 // stack and no connection exists.
 #pragma once
 
+#include <sched.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "ipc/doorbell.h"
@@ -55,6 +59,34 @@ class StackWatch {
   const std::atomic<uint64_t>* beat_;
   uint64_t last_;
   std::chrono::steady_clock::time_point moved_;
+};
+
+// The spin before a sleep, the same for every waiting call (ClientSession::
+// wait, mknet_ppoll, the shim's epoll_wait): rounds of "look, then
+// sched_yield()" for at most spinTime() and until the deadline, and only while
+// the stack's heartbeat moves (StackWatch). A yield rather than a pause: on a
+// small machine the stack or the driver we wait for may need this very CPU.
+class Spin {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // beat: the stack's heartbeat in the session waited on (null: the time
+  // limits alone). It must stay mapped while the Spin is used.
+  explicit Spin(const std::atomic<uint64_t>* beat, Clock::time_point deadline = Clock::time_point::max())
+      : start_(Clock::now()), end_(std::min(deadline, start_ + spinTime())) {
+    if (beat != nullptr) watch_.emplace(beat, start_);
+  }
+  // Call after a round that found nothing: false once the spin is over (the
+  // caller then sleeps); otherwise yields the CPU and returns true.
+  bool again() {
+    const auto now = Clock::now();
+    if (now >= end_ || (watch_ && watch_->stalled(now))) return false;
+    sched_yield();
+    return true;
+  }
+
+ private:
+  Clock::time_point start_, end_;
+  std::optional<StackWatch> watch_;
 };
 
 // The reply of a control call: 0 or an errno, plus call-specific values.

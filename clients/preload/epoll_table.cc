@@ -10,6 +10,7 @@
 #include <climits>
 
 #include "clients/lib/client_session.h"
+#include "clients/lib/fd_table.h"
 #include "mknet/mknet.h"
 
 namespace mknet::preload {
@@ -265,12 +266,21 @@ int EpollTable::wait(int epfd, epoll_event* events, int maxEvents, const timespe
     }
     return n;
   };
-  // Spin a little before sleeping, as libmknet's blocking calls do: the
-  // stack usually answers within spinTime(), a sleep costs a cross-CPU wake-up.
-  // The kernel set is looked at every 8th round (a syscall).
+  // Spin a little before sleeping, as libmknet's blocking calls do
+  // (mknet::client::Spin: while the stack runs, up to spinTime()): the stack
+  // usually answers within that, a sleep costs a cross-CPU wake-up. The
+  // kernel set is looked at every 8th round (a syscall).
   if (!once) {
-    const auto spinEnd = Clock::now() + mknet::client::spinTime();
-    for (uint32_t i = 1; Clock::now() < spinEnd && Clock::now() < deadline; ++i) {
+    // The first mknet socket of the set names the session whose heartbeat
+    // the spin watches; holding it keeps that session mapped meanwhile.
+    mknet::client::OpenPtr watched;
+    {
+      std::lock_guard<std::mutex> g(set->mu);
+      for (const Interest& in : set->items)
+        if ((watched = mknet::client::table().get(in.fd))) break;
+    }
+    mknet::client::Spin spin(watched ? watched->sock->session().stackBeat() : nullptr, deadline);
+    for (uint32_t i = 1;; ++i) {
       int n;
       {
         std::lock_guard<std::mutex> g(set->mu);
@@ -278,7 +288,7 @@ int EpollTable::wait(int epfd, epoll_event* events, int maxEvents, const timespe
       }
       if (n == 0 && (i & 7) == 0) n = real_.epoll_wait(epfd, events, maxEvents, 0);
       if (n != 0) return n;  // events, or -1 with errno from the kernel
-      sched_yield();
+      if (!spin.again()) break;
     }
   }
   for (;;) {

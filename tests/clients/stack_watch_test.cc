@@ -30,6 +30,35 @@ TEST(StackWatchTest, StallsOnlyAfterTheBeatStoodStillForKStall) {
   EXPECT_TRUE(w.stalled(t1 + 2 * StackWatch::kStall));
 }
 
+// Spin: over once the deadline, spinTime() or (with a heartbeat) a stall of
+// kStall has passed, and not before.
+TEST(StackWatchTest, SpinEndsAtTheFirstOfDeadlineSpinTimeAndStall) {
+  EXPECT_FALSE(Spin(nullptr, Clock::now() - 1us).again());
+
+  auto t0 = Clock::now();
+  Spin timeOnly(nullptr);
+  int rounds = 0;
+  while (timeOnly.again()) ++rounds;
+  EXPECT_GE(Clock::now() - t0, spinTime());
+  EXPECT_GT(rounds, 0);
+
+  std::atomic<uint64_t> still{7};
+  t0 = Clock::now();
+  Spin stalled(&still);
+  while (stalled.again()) {
+  }
+  auto took = Clock::now() - t0;
+  EXPECT_GE(took, StackWatch::kStall);
+  EXPECT_EQ(still.load(), 7u);
+
+  // A beat that keeps moving: the spin runs its full time.
+  std::atomic<uint64_t> moving{0};
+  t0 = Clock::now();
+  Spin busy(&moving);
+  while (busy.again()) moving.fetch_add(1);
+  EXPECT_GE(Clock::now() - t0, spinTime());
+}
+
 TEST(StackWatchTest, SpinTimeDefaultsTo100Microseconds) {
   // The test runs without MKNET_SPIN_US (ctest's environment); spinTime()
   // reads it once per process.
