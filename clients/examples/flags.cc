@@ -60,6 +60,15 @@ std::optional<std::string_view> Flags::value(std::string_view name) const {
   return std::string_view(it->second);
 }
 
+bool Flags::count(std::string_view name, uint64_t* out, uint64_t lo, uint64_t hi) const {
+  const auto v = value(name);
+  if (!v) return true;
+  const auto c = parseCount(*v);
+  if (!c || *c < lo || *c > hi) return false;
+  *out = *c;
+  return true;
+}
+
 std::optional<uint64_t> parseCount(std::string_view text) {
   unsigned shift = 0;
   if (!text.empty()) {

@@ -31,6 +31,9 @@ class Flags {
   bool has(std::string_view name) const { return values_.find(name) != values_.end(); }
   // The flag's value; nullopt if it was not given (or is a switch).
   std::optional<std::string_view> value(std::string_view name) const;
+  // A count flag (parseCount) in [lo, hi] into *out; *out is left alone if
+  // the flag was not given. False if it was given but is not such a count.
+  bool count(std::string_view name, uint64_t* out, uint64_t lo, uint64_t hi) const;
 
  private:
   std::map<std::string, std::string, std::less<>> values_;

@@ -97,17 +97,9 @@ int client(const Flags& f) {
   if (!parseEndpoint(*ep, &a)) return kApp.usageError("bad --connect '" + std::string(*ep) + "' (want IP:PORT)");
   uint64_t count = UINT64_MAX, size = 64, conns = 1;
   double seconds = 5;
-  auto countFlag = [&](const char* name, uint64_t* out, uint64_t lo, uint64_t hi) {
-    const auto v = f.value(name);
-    if (!v) return true;
-    const auto c = parseCount(*v);
-    if (!c || *c < lo || *c > hi) return false;
-    *out = *c;
-    return true;
-  };
-  if (!countFlag("count", &count, 1, UINT64_MAX)) return kApp.usageError("bad --count (want >= 1)");
-  if (!countFlag("size", &size, 1, 65536)) return kApp.usageError("bad --size (1 .. 65536)");
-  if (!countFlag("conns", &conns, 1, 256)) return kApp.usageError("bad --conns (1 .. 256)");
+  if (!f.count("count", &count, 1, UINT64_MAX)) return kApp.usageError("bad --count (want >= 1)");
+  if (!f.count("size", &size, 1, 65536)) return kApp.usageError("bad --size (1 .. 65536)");
+  if (!f.count("conns", &conns, 1, 256)) return kApp.usageError("bad --conns (1 .. 256)");
   if (const auto v = f.value("seconds")) {
     const auto s = parseSeconds(*v);
     if (!s) return kApp.usageError("bad --seconds '" + std::string(*v) + "'");
@@ -172,11 +164,7 @@ int serve(const Flags& f) {
   const auto port = parsePort(*pv);
   if (!port) return kApp.usageError("bad --port '" + std::string(*pv) + "'");
   uint64_t size = 64;
-  if (const auto v = f.value("size")) {
-    const auto c = parseCount(*v);
-    if (!c || *c == 0 || *c > 65536) return kApp.usageError("bad --size (1 .. 65536)");
-    size = *c;
-  }
+  if (!f.count("size", &size, 1, 65536)) return kApp.usageError("bad --size (1 .. 65536)");
   const int l = listenTcp(kApp.name, f.value("bind").value_or(""), *port, 1024);
   if (l < 0) return 1;
   RequestServer server(kApp.name, l, {static_cast<size_t>(size), false});

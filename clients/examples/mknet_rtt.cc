@@ -233,18 +233,10 @@ int client(const Flags& f) {
   const bool tps = f.has("conns") || f.has("seconds");
   uint64_t count = tps ? UINT64_MAX : 100000, size = tps ? 64 : 1, warmup = 1000, conns = 1;
   double seconds = 5;
-  auto countFlag = [&](const char* name, uint64_t* out, uint64_t lo, uint64_t hi) {
-    const auto v = f.value(name);
-    if (!v) return true;
-    const auto c = parseCount(*v);
-    if (!c || *c < lo || *c > hi) return false;
-    *out = *c;
-    return true;
-  };
-  if (!countFlag("count", &count, 1, UINT64_MAX)) return kApp.usageError("bad --count (want >= 1)");
-  if (!countFlag("size", &size, 1, 65536)) return kApp.usageError("bad --size (1 .. 65536)");
-  if (!countFlag("warmup", &warmup, 0, UINT64_MAX)) return kApp.usageError("bad --warmup");
-  if (!countFlag("conns", &conns, 1, 4096)) return kApp.usageError("bad --conns (1 .. 4096)");
+  if (!f.count("count", &count, 1, UINT64_MAX)) return kApp.usageError("bad --count (want >= 1)");
+  if (!f.count("size", &size, 1, 65536)) return kApp.usageError("bad --size (1 .. 65536)");
+  if (!f.count("warmup", &warmup, 0, UINT64_MAX)) return kApp.usageError("bad --warmup");
+  if (!f.count("conns", &conns, 1, 4096)) return kApp.usageError("bad --conns (1 .. 4096)");
   if (const auto v = f.value("seconds")) {
     const auto s = parseSeconds(*v);
     if (!s) return kApp.usageError("bad --seconds '" + std::string(*v) + "'");

@@ -85,16 +85,8 @@ int send(const Flags& f) {
   if (!parseEndpoint(*ep, &a)) return kApp.usageError("bad --connect '" + std::string(*ep) + "' (want IP:PORT)");
   uint64_t size = 64, count = UINT64_MAX;
   double seconds = 5;
-  if (const auto v = f.value("size")) {
-    const auto c = parseCount(*v);
-    if (!c || *c < kHeader || *c > kMaxSize) return kApp.usageError("bad --size (16 .. 65507)");
-    size = *c;
-  }
-  if (const auto v = f.value("count")) {
-    const auto c = parseCount(*v);
-    if (!c || *c == 0) return kApp.usageError("bad --count (want >= 1)");
-    count = *c;
-  }
+  if (!f.count("size", &size, kHeader, kMaxSize)) return kApp.usageError("bad --size (16 .. 65507)");
+  if (!f.count("count", &count, 1, UINT64_MAX)) return kApp.usageError("bad --count (want >= 1)");
   if (const auto v = f.value("seconds")) {
     const auto s = parseSeconds(*v);
     if (!s) return kApp.usageError("bad --seconds '" + std::string(*v) + "'");

@@ -27,6 +27,22 @@ TEST(FlagsTest, AcceptsBothValueFormsAndSwitches) {
   EXPECT_FALSE(flags->has("missing"));
 }
 
+TEST(FlagsTest, CountFlagsInRange) {
+  std::string error;
+  const auto flags = parseWords({"--bytes", "2K", "--port", "x"}, &error);
+  ASSERT_TRUE(flags) << error;
+  uint64_t n = 7;
+  EXPECT_TRUE(flags->count("missing", &n, 1, 10));
+  EXPECT_EQ(n, 7u);  // absent: left alone
+  EXPECT_TRUE(flags->count("bytes", &n, 1, 4096));
+  EXPECT_EQ(n, 2048u);
+  n = 7;
+  EXPECT_FALSE(flags->count("bytes", &n, 1, 2047));  // above the range
+  EXPECT_FALSE(flags->count("bytes", &n, 2049, 4096));  // below it
+  EXPECT_FALSE(flags->count("port", &n, 0, UINT64_MAX));  // not a count
+  EXPECT_EQ(n, 7u);
+}
+
 TEST(FlagsTest, RefusesWhatItDoesNotKnow) {
   const std::pair<std::vector<std::string>, std::string> cases[] = {
       {{"--bogus"}, "unknown flag --bogus"},
