@@ -127,6 +127,11 @@ class Proc:
         self.out_path = out_path
         self.status = None
         self.cpu = None
+        # A workload's log is shared by its rounds (--runs), appended to:
+        # output() reads only what this process wrote, from here on. (Reading
+        # the whole file once let round 2 see round 1's listen= line and start
+        # a client before its server listened.)
+        self.offset = os.path.getsize(out_path) if os.path.exists(out_path) else 0
         with open(out_path, "ab") as out:
             self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           env=env)
@@ -177,9 +182,11 @@ class Proc:
         return self.popen.returncode
 
     def output(self):
+        """What this process wrote (not earlier rounds' lines in the same log)."""
         try:
-            with open(self.out_path, errors="replace") as f:
-                return f.read()
+            with open(self.out_path, "rb") as f:
+                f.seek(self.offset)
+                return f.read().decode(errors="replace")
         except OSError:
             return ""
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Unit test of deploy/bench.py's Proc: a workload's log is shared by the rounds of
+`bench --runs N` and appended to, so what a Proc reads must be only what its own
+process wrote. (It once read the whole file: round 2's wait_for_output("listen=")
+matched round 1's line, the client started before the mknet server listened, and
+every connection was refused.) Run by ctest as deploy_bench_proc."""
+
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy"))
+import bench  # noqa: E402
+
+
+class ProcOutputTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="mknet-bench-proc-test.")
+        self.log = os.path.join(self.dir.name, "multi-process.conn.server.log")
+
+    def tearDown(self):
+        for p in list(bench.Proc.live.values()):
+            p.stop(grace=1)
+        self.dir.cleanup()
+
+    def test_round_two_does_not_see_round_one(self):
+        first = bench.Proc(["sh", "-c", "echo listen=0.0.0.0:5007; echo mode=a conn_per_s=111"], self.log)
+        self.assertTrue(first.wait(5))
+        self.assertEqual(first.result(), {"mode": "a", "conn_per_s": "111"})
+
+        # Round 2's server prints listen= only after a pause: until then its
+        # Proc must not find the text round 1 left in the log.
+        second = bench.Proc(["sh", "-c", "sleep 0.5; echo listen=0.0.0.0:5007; echo mode=b conn_per_s=222"],
+                            self.log)
+        self.assertEqual(second.output(), "")
+        self.assertFalse(second.wait_for_output("listen=", 0.2))
+        self.assertTrue(second.wait_for_output("listen=", 5))
+        self.assertTrue(second.wait(5))
+        self.assertEqual(second.output(), "listen=0.0.0.0:5007\nmode=b conn_per_s=222\n")
+        self.assertEqual(second.result(), {"mode": "b", "conn_per_s": "222"})
+        # The log keeps both rounds for --keep-logs.
+        with open(self.log) as f:
+            self.assertEqual(f.read().count("listen="), 2)
+
+    def test_output_of_a_process_that_never_listens(self):
+        with open(self.log, "w") as f:
+            f.write("listen=0.0.0.0:1\n")
+        p = bench.Proc(["sh", "-c", "echo 'mknet-connrate: listen on port 5007: Address in use' >&2; exit 1"],
+                       self.log)
+        self.assertFalse(p.wait_for_output("listen=", 5))
+        self.assertEqual(p.exit_code, 1)
+        self.assertIn("Address in use", p.output())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
