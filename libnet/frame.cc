@@ -1,5 +1,7 @@
 #include "libnet/frame.h"
 
+#include "libnet/checksum.h"
+
 namespace mknet::net {
 namespace {
 
@@ -134,6 +136,36 @@ std::optional<ParsedFrame> parseFrame(ConstBytes bytes, FrameError* error, bool 
     default:
       return frame;
   }
+}
+
+bool setSynWindowScale(MutableBytes frame, std::uint8_t shift) {
+  constexpr std::uint8_t kMaxShift = 14;  // RFC 7323 section 2.3
+  if (shift > kMaxShift) return false;
+  // The cheap test first: EtherType IPv4, protocol TCP, SYN set.
+  constexpr std::size_t kIp = EthernetView::kHeaderSize;
+  if (frame.size() < kIp + Ipv4View::kMinHeaderSize + TcpView::kMinHeaderSize ||
+      loadBe16(frame, 12) != kEtherTypeIpv4 || frame[kIp + 9] != kIpProtocolTcp)
+    return false;
+  const std::size_t tcpAt = kIp + std::size_t{frame[kIp] & 0x0fu} * 4;
+  if (tcpAt + TcpView::kMinHeaderSize > frame.size() || (frame[tcpAt + 13] & kTcpFlagSyn) == 0) return false;
+
+  auto parsed = parseFrame(frame);
+  if (!parsed || parsed->kind != FrameKind::kIpv4Tcp) return false;
+  const TcpView& tcp = *parsed->tcp;
+  TcpOptionIterator it = tcp.optionIterator();
+  TcpOption o;
+  const std::uint8_t* at = nullptr;
+  while (it.next(o) == TcpOptionIterator::Status::kOption) {
+    if (o.kind == kTcpOptionWindowScale) at = o.value.data();  // the last one wins, as in parseTcpOptions
+  }
+  if (at == nullptr) return false;
+  frame[static_cast<std::size_t>(at - frame.data())] = shift;
+  const ConstBytes segment = parsed->ipv4->payload();
+  MutableBytes writable = frame.subspan(static_cast<std::size_t>(segment.data() - frame.data()), segment.size());
+  storeBe16(writable, 16, 0);
+  storeBe16(writable, 16, ipv4L4Checksum(parsed->ipv4->src().value(), parsed->ipv4->dst().value(),
+                                         kIpProtocolTcp, writable));
+  return true;
 }
 
 std::optional<std::size_t> FrameBuilder::buildUdp(MutableBytes out, const UdpBuilder& udp,

@@ -79,6 +79,15 @@ struct ParsedFrame {
 // ipc::kDescFlagL4ChecksumByDriver); every other check still runs.
 std::optional<ParsedFrame> parseFrame(ConstBytes frame, FrameError* error = nullptr, bool l4ChecksumKnown = false);
 
+// Sets the window-scale shift (RFC 7323) that a TCP SYN or SYN-ACK in an
+// Ethernet/IPv4 frame announces, and rewrites its TCP checksum to match.
+// Returns true if it did; false, leaving the frame as it was, for anything
+// else: not IPv4/TCP, not a SYN, no window-scale option, a frame that fails
+// parseFrame() (bad checksum, malformed options), or shift > 14 (the most
+// RFC 7323 allows). Frames that are not SYNs return after a few header
+// bytes, so it can sit on a transmit path.
+bool setSynWindowScale(MutableBytes frame, std::uint8_t shift);
+
 // Builds complete Ethernet + IPv4 + L4 (or Ethernet + ARP) frames with
 // correct checksums, in place, no padding. A plain aggregate:
 //   FrameBuilder fb{.srcMac = a, .dstMac = b, .srcIp = x, .dstIp = y};

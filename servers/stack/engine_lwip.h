@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ipc/byte_ring.h"
+#include "libnet/frame.h"
 
 extern "C" {
 #include "lwip/etharp.h"
@@ -70,6 +71,19 @@ inline uint32_t fromLwip(const ip_addr_t& a) { return lwip_ntohl(ip4_addr_get_u3
 // holds well above this.
 inline constexpr tcpwnd_size_t kSendBuffer = 192 * 1024;
 
+// The receive-window shift mknet announces (RFC 7323). Debian's lwIP is
+// built with TCP_RCV_SCALE 1, which caps a receive window at 128 KiB: at the
+// ~200 us a frame takes from the peer through driver, stack and app and back
+// as an ACK on this 2-CPU machine, that caps a connection near 5 Gbit/s with
+// CPU to spare. lwIP writes TCP_RCV_SCALE into every SYN and SYN-ACK it
+// sends and has no option to change it, so the engine rewrites that byte on
+// the way out (linkOutput, net::setSynWindowScale) and sets the pcb's
+// rcv_scale to match once the handshake is done (TcpSocket::onAccept,
+// onConnected) — before lwIP announces a scaled window. The window itself
+// stays within the socket's receive ring (TcpSocket::maxWindow).
+inline constexpr u8_t kRcvScale = 7;
+static_assert(kRcvScale >= TCP_RCV_SCALE && kRcvScale <= 14);
+
 // lwIP would loop traffic for its own address or 127/8 through the tcpip
 // thread's mailbox, which mknet does not run (it drives lwIP from its own
 // loop): such traffic is refused instead of reaching that path.
@@ -117,6 +131,9 @@ struct Engine::Impl {
       return ERR_BUF;
     }
     pbuf_copy_partial(p, buf.data(), p->tot_len, 0);
+    if constexpr (kRcvScale != TCP_RCV_SCALE) {
+      net::setSynWindowScale(std::span(reinterpret_cast<uint8_t*>(buf.data()), p->tot_len), kRcvScale);
+    }
     self->sink.endFrame(p->tot_len);
     ++self->counters.txFrames;
     return ERR_OK;

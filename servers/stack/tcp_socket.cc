@@ -36,7 +36,6 @@ struct ListenGroup {
 
 class TcpSocket final : public EngineSocket {
  public:
-  static constexpr tcpwnd_size_t kRcvWindow = tcpwnd_size_t{0xffff} << TCP_RCV_SCALE;  // 128 KiB
   TcpSocket(Engine::Impl& eng, const SlotMemory& mem, SocketOwner& owner, tcp_pcb* pcb)
       : eng_(eng), mem_(mem), owner_(owner), pcb_(pcb), rx_(mem.rx, mem.ringBytes),
         tx_(mem.tx, mem.ringBytes) {
@@ -334,14 +333,19 @@ class TcpSocket final : public EngineSocket {
     }
   }
 
+  // The largest receive window: with window scaling agreed (shift
+  // kRcvScale), the socket's receive ring, so that whatever the window lets
+  // in always has room there; without, lwIP's TCP_WND (64 KiB).
+  tcpwnd_size_t maxWindow() const {
+    if ((pcb_->flags & TF_WND_SCALE) == 0) return TCPWND16(TCP_WND);
+    return std::min<tcpwnd_size_t>(mem_.ringBytes, tcpwnd_size_t{0xffff} << pcb_->rcv_scale);
+  }
   // tcp_recved() with a larger ceiling. Debian's lwIP is built with
   // TCP_WND = 64 KiB, which caps a receiver at 64 KiB per round trip (2 Gbit/s
-  // at the ~250 us a loaded 2-CPU machine needs). With window scaling agreed
-  // (shift 1, TCP_RCV_SCALE), the header can say up to 128 KiB: mknet keeps
-  // rcv_wnd up to that itself (the socket's receive ring, 256 KiB, always has
-  // room for it) and lets lwIP announce it as tcp_recved() would.
+  // at the ~250 us a loaded 2-CPU machine needs). mknet keeps rcv_wnd up to
+  // maxWindow() itself and lets lwIP announce it as tcp_recved() would.
   void openWindow(uint32_t n) {
-    const tcpwnd_size_t max = (pcb_->flags & TF_WND_SCALE) != 0 ? kRcvWindow : TCPWND16(TCP_WND);
+    const tcpwnd_size_t max = maxWindow();
     tcpwnd_size_t w = pcb_->rcv_wnd + n;
     pcb_->rcv_wnd = w > max || w < pcb_->rcv_wnd ? max : w;
     if (tcp_update_rcv_ann_wnd(pcb_) >= TCP_WND_UPDATE_THRESHOLD) {
@@ -351,8 +355,8 @@ class TcpSocket final : public EngineSocket {
   }
   // Once connected: the window beyond lwIP's TCP_WND, when scaling was agreed.
   void widenWindow() {
-    if (pcb_ != nullptr && (pcb_->flags & TF_WND_SCALE) != 0 && mem_.ringBytes >= kRcvWindow) {
-      openWindow(kRcvWindow - TCP_WND);
+    if (pcb_ != nullptr && (pcb_->flags & TF_WND_SCALE) != 0 && maxWindow() > TCP_WND) {
+      openWindow(maxWindow() - TCP_WND);
       wide_ = true;
     }
   }
@@ -363,7 +367,7 @@ class TcpSocket final : public EngineSocket {
   void unwidenWindow() {
     if (!wide_) return;
     const tcpwnd_size_t full = TCP_WND_MAX(pcb_);
-    pcb_->rcv_wnd = pcb_->rcv_wnd >= kRcvWindow ? full : full - 1;
+    pcb_->rcv_wnd = pcb_->rcv_wnd >= maxWindow() ? full : full - 1;
     wide_ = false;
   }
 
@@ -500,7 +504,14 @@ class TcpSocket final : public EngineSocket {
     self->post();
   }
 
-  static err_t onConnected(void* arg, tcp_pcb*, err_t err) {
+  // The shift our SYN or SYN-ACK announced (see kRcvScale), in force from
+  // the end of the handshake; lwIP set TCP_RCV_SCALE.
+  static void useAnnouncedScale(tcp_pcb* pcb) {
+    if ((pcb->flags & TF_WND_SCALE) != 0) pcb->rcv_scale = kRcvScale;
+  }
+
+  static err_t onConnected(void* arg, tcp_pcb* pcb, err_t err) {
+    if (pcb != nullptr) useAnnouncedScale(pcb);
     auto* self = static_cast<TcpSocket*>(arg);
     if (self == nullptr) return ERR_OK;
     self->mem_.status->state.store(static_cast<uint32_t>(SlotState::kTcpConnected), std::memory_order_relaxed);
@@ -613,6 +624,7 @@ void TcpSocket::onParkedError(void* arg, err_t) {
 }
 
 err_t TcpSocket::onAccept(void* arg, tcp_pcb* newpcb, err_t err) {
+  if (newpcb != nullptr) useAnnouncedScale(newpcb);
   auto* group = static_cast<ListenGroup*>(arg);
   if (group == nullptr || err != ERR_OK || newpcb == nullptr || group->members.empty()) return ERR_VAL;
   if (!group->parked.empty()) deliverParked(*group);  // first come, first served

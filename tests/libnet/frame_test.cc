@@ -326,6 +326,67 @@ TEST(ParseFrameTest, NullErrorPointerAndErrorNames) {
   EXPECT_EQ(std::string(frameErrorName(FrameError::kBadIpChecksum)), "bad_ip_checksum");
 }
 
+// lwIP's layout for a SYN: MSS, then NOP + window scale (shift 1).
+std::vector<std::uint8_t> lwipSynOptions() { return fromHex("02 04 05 b4 01 03 03 01"); }
+
+TEST(SetSynWindowScaleTest, RewritesTheShiftAndKeepsTheChecksumRight) {
+  auto frame = tcpFrame(lwipSynOptions(), fromHex("aa bb cc"));
+  const auto before = frame;
+  ASSERT_TRUE(setSynWindowScale(frame, 7));
+  auto parsed = parseFrame(frame);  // verifies the TCP checksum
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->tcpOptions->windowScale, 7);
+  EXPECT_EQ(parsed->tcpOptions->mss, 1460);
+  // The shift byte changed; nothing else but the checksum bytes did.
+  EXPECT_EQ(frame[kL4 + 20 + 7], 7);
+  EXPECT_NE(loadBe16(frame, kL4 + 16), loadBe16(before, kL4 + 16));
+  for (std::size_t i = 0; i < frame.size(); ++i) {
+    if (i != kL4 + 16 && i != kL4 + 17 && i != kL4 + 20 + 7) {
+      EXPECT_EQ(frame[i], before[i]) << "byte " << i;
+    }
+  }
+  // A SYN-ACK too, and again (idempotent), and back.
+  storeBe16(frame, kL4 + 12, static_cast<std::uint16_t>((loadBe16(frame, kL4 + 12) & 0xff00) |
+                                                        (kTcpFlagSyn | kTcpFlagAck)));
+  storeBe16(frame, kL4 + 16, 0);
+  storeBe16(frame, kL4 + 16, ipv4L4Checksum(kBuilder.srcIp.value(), kBuilder.dstIp.value(), kIpProtocolTcp,
+                                            ConstBytes(frame).subspan(kL4)));
+  ASSERT_TRUE(setSynWindowScale(frame, 7));
+  ASSERT_TRUE(setSynWindowScale(frame, 1));
+  parsed = parseFrame(frame);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->tcpOptions->windowScale, 1);
+}
+
+TEST(SetSynWindowScaleTest, LeavesEverythingElseAlone) {
+  auto expectUntouched = [](std::vector<std::uint8_t> frame, std::uint8_t shift, const char* what) {
+    const auto before = frame;
+    EXPECT_FALSE(setSynWindowScale(frame, shift)) << what;
+    EXPECT_EQ(frame, before) << what;
+  };
+  // Not a SYN: an ACK carrying the same options.
+  auto ack = tcpFrame(lwipSynOptions());
+  ack[kL4 + 13] = kTcpFlagAck;
+  storeBe16(ack, kL4 + 16, 0);
+  storeBe16(ack, kL4 + 16, ipv4L4Checksum(kBuilder.srcIp.value(), kBuilder.dstIp.value(), kIpProtocolTcp,
+                                          ConstBytes(ack).subspan(kL4)));
+  ASSERT_TRUE(parseFrame(ack));
+  expectUntouched(ack, 7, "ACK");
+  expectUntouched(tcpFrame(fromHex("02 04 05 b4")), 7, "SYN without window scale");
+  expectUntouched(tcpFrame({}), 7, "SYN without options");
+  expectUntouched(udpFrame(fromHex("01 03 03 01")), 7, "UDP");
+  expectUntouched(icmpFrame(), 7, "ICMP");
+  expectUntouched(tcpFrame(lwipSynOptions()), 15, "shift beyond RFC 7323's 14");
+  auto badSum = tcpFrame(lwipSynOptions());
+  badSum[kL4 + 17] ^= 0x01;
+  expectUntouched(badSum, 7, "bad TCP checksum");
+  expectUntouched(tcpFrame(fromHex("01 01 1e 00")), 7, "malformed options");
+  const auto whole = tcpFrame(lwipSynOptions());
+  for (std::size_t n = 0; n < whole.size(); ++n)
+    expectUntouched(std::vector<std::uint8_t>(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(n)), 7,
+                    "truncated");
+}
+
 TEST(FrameBuilderTest, FailsOnEveryTooSmallBuffer) {
   const auto payload = fromHex("01 02 03 04 05");
   const std::size_t udpSize = 14 + 20 + 8 + 5;

@@ -1,0 +1,140 @@
+// window_scale: mknet's receive window beyond lwIP's compiled-in shift.
+//
+// Debian's lwIP announces window-scale shift 1 (at most 128 KiB); mknet
+// rewrites the shift in its SYN and SYN-ACK to kRcvScale (7) and has lwIP
+// scale its windows by the same (engine_lwip.h). Seen from the Linux end with
+// TCP_INFO while Linux sends 64 MiB to an mknet-bulk app, for both ways of
+// opening the connection:
+//   active   mknet `recv` connects to a Linux listener (our SYN carries it)
+//   passive  Linux connects to mknet `sink` (our SYN-ACK carries it)
+// the shift Linux took from us (tcpi_snd_wscale) is 7, and the largest window
+// Linux was offered (tcpi_snd_wnd) lies above what shift 1 could say and
+// within the socket's 256 KiB receive ring. The second holds only if lwIP's
+// announcements use the shift the SYN said: with shift 1 in force, Linux
+// would read them 64 times too large.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <linux/tcp.h>  // struct tcp_info with tcpi_snd_wnd (glibc's lacks it)
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "tests/integration/testbed.h"
+
+namespace mknet::itest {
+namespace {
+
+constexpr uint64_t kBytes = 64ull << 20;
+constexpr uint32_t kShiftOneMax = 0xffffu << 1;  // what lwIP's own shift can announce
+constexpr uint32_t kRing = 256u * 1024;          // mknet-stack's default --ring-kib
+
+struct Seen {
+  int sndWscale = -1;
+  uint32_t maxSndWnd = 0;
+  uint64_t sent = 0;
+  std::string error;
+};
+
+sockaddr_in endpoint(const std::string& ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  return a;
+}
+
+// Sends kBytes on the Linux socket fd, sampling TCP_INFO after each write,
+// then ends the stream and waits for the mknet app to close its side.
+Seen sendAndWatch(int fd) {
+  Seen s;
+  std::vector<char> chunk(256 * 1024);
+  for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>(i * 7 + 1);
+  timeval tv{20, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  while (s.sent < kBytes) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), kBytes - s.sent));
+    const ssize_t w = ::send(fd, chunk.data(), n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      s.error = std::string("send: ") + std::strerror(errno);
+      return s;
+    }
+    s.sent += static_cast<uint64_t>(w);
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && len >= offsetof(tcp_info, tcpi_snd_wnd) + 4) {
+      s.sndWscale = ti.tcpi_snd_wscale;
+      s.maxSndWnd = std::max(s.maxSndWnd, ti.tcpi_snd_wnd);
+    }
+  }
+  ::shutdown(fd, SHUT_WR);
+  char c;
+  ssize_t r;
+  do r = ::recv(fd, &c, 1, 0);
+  while (r < 0 && errno == EINTR);
+  if (r != 0) s.error = r < 0 ? std::string("waiting for the app's close: ") + std::strerror(errno) : "unexpected data";
+  return s;
+}
+
+void expectScaled(const Seen& s, const char* what) {
+  EXPECT_EQ(s.error, "") << what;
+  EXPECT_EQ(s.sent, kBytes) << what;
+  EXPECT_EQ(s.sndWscale, 7) << what << ": the shift Linux took from mknet's SYN/SYN-ACK";
+  EXPECT_GT(s.maxSndWnd, kShiftOneMax) << what << ": largest window Linux was offered";
+  EXPECT_LE(s.maxSndWnd, kRing) << what << ": largest window Linux was offered";
+}
+
+TEST(WindowScale, ActiveOpenFromMknet) {
+  Testbed tb;
+  ASSERT_TRUE(tb.ok()) << tb.error();
+  const int l = tb.socketInNs(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(l, 0) << std::strerror(errno);
+  const sockaddr_in a = endpoint(tb.linuxIp(), 5301);
+  ASSERT_EQ(::bind(l, reinterpret_cast<const sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(l, 1), 0) << std::strerror(errno);
+  Process recv = tb.spawnApp({Bin::bulk(), "recv", "--connect", tb.linuxIp() + ":5301", "--no-hash"}, "recv.log");
+  pollfd p{l, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1) << "mknet-bulk recv did not connect: " << recv.output();
+  const int fd = ::accept(l, nullptr, nullptr);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const Seen s = sendAndWatch(fd);
+  ::close(fd);
+  ::close(l);
+  auto st = recv.wait(10s);
+  ASSERT_TRUE(st) << recv.output();
+  EXPECT_EQ(*st, 0) << recv.output();
+  EXPECT_EQ(parseKeyValues(lastLineWith(recv.output(), "mode=recv"))["bytes"], std::to_string(kBytes));
+  expectScaled(s, "mknet connects");
+  EXPECT_EQ(tb.peerFaults(), "");
+  EXPECT_EQ(tb.leftovers(), "");
+}
+
+TEST(WindowScale, PassiveOpenOnMknet) {
+  Testbed tb;
+  ASSERT_TRUE(tb.ok()) << tb.error();
+  Process sink = tb.spawnApp({Bin::bulk(), "sink", "--port", "5302", "--once", "--no-hash"}, "sink.log");
+  ASSERT_TRUE(sink.waitForLine("listen=", 10s)) << sink.output();
+  const int fd = tb.socketInNs(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const sockaddr_in a = endpoint(tb.mknetIp(), 5302);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  const Seen s = sendAndWatch(fd);
+  ::close(fd);
+  auto st = sink.wait(10s);
+  ASSERT_TRUE(st) << sink.output();
+  EXPECT_EQ(*st, 0) << sink.output();
+  EXPECT_EQ(parseKeyValues(lastLineWith(sink.output(), "mode=sink"))["bytes"], std::to_string(kBytes));
+  expectScaled(s, "Linux connects");
+  EXPECT_EQ(tb.peerFaults(), "");
+  EXPECT_EQ(tb.leftovers(), "");
+}
+
+}  // namespace
+}  // namespace mknet::itest
