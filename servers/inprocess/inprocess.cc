@@ -125,8 +125,12 @@ Result<Runtime*> start(const InprocessConfig& c) {
 }
 
 // What a sender expects of Linux at exit: data it wrote before close() is
-// still delivered. Here the stack is a thread of the exiting process, so the
-// exit waits (bounded) until the stack has finished every closed connection.
+// still delivered, and the peer learns of the close. Here the stack (and the
+// driver) are threads of the exiting process, so the exit waits (bounded)
+// until the stack has finished every closed connection and the peers have
+// acknowledged all that was sent, FINs included: a FIN still in the driver's
+// ring when the process ends is never sent, and a peer that waits for it
+// (a sender reading for the end of the stream) waits forever.
 void drainAtExit();
 
 Runtime* gRuntime = nullptr;
@@ -142,7 +146,7 @@ void drainAtExit() {
     rt->stack->post([&] {
       bool busy = false;
       for (stack::AppSession* a : rt->stack->sessions().sessions()) busy = busy || a->draining();
-      p.set_value(busy);
+      p.set_value(busy || rt->stack->engine().unacknowledged());
     });
     if (!f.get()) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -183,6 +183,15 @@ uint32_t Engine::ip() const { return impl_->config.ip; }
 
 bool Engine::linkUp() const { return netif_is_link_up(&impl_->nif); }
 
+bool Engine::unacknowledged() const {
+  for (const tcp_pcb* p = tcp_active_pcbs; p != nullptr; p = p->next) {
+    if (p->unsent != nullptr || p->unacked != nullptr || p->state == FIN_WAIT_1 || p->state == CLOSING ||
+        p->state == LAST_ACK)
+      return true;
+  }
+  return false;
+}
+
 uint32_t Engine::runTimers() {
   sys_check_timeouts();
   return sys_timeouts_sleeptime();

@@ -149,6 +149,9 @@ class Engine {
 
   const EngineCounters& counters() const;
   uint32_t liveSockets() const;
+  // True while a TCP connection has data or a FIN its peer has not yet
+  // acknowledged (lwIP still owes it a transmission or a retransmission).
+  bool unacknowledged() const;
 
   struct Impl;
 

@@ -79,5 +79,35 @@ TEST_F(SingleProcess, RoundTripsAndShortConnections) {
   server.kill();
 }
 
+// The app's last close reaches its peer although the process ends right
+// after it (the stack and driver are its threads and end with it): a Linux
+// sender that ends its side and then reads until the app closes must see
+// that close. A race made it miss it now and then (twice in about twenty
+// 5-8 s transfers by hand: the FIN still in the driver's ring at exit, the
+// Linux sender left in FIN-WAIT-2 for ever). The race needs the driver thread
+// to be off its CPU at the app's exit, which this test cannot arrange: in 36
+// rounds without the fix it did not occur. It checks the behaviour, in
+// rounds, and fails if a close goes missing.
+TEST_F(SingleProcess, PeerSeesTheCloseOfAnAppThatExits) {
+  ASSERT_TRUE(tb_.ok()) << tb_.error();
+  for (int round = 0; round < 12; ++round) {
+    const std::string port = std::to_string(6210 + round);
+    Process serve = tb_.spawnInNs({Bin::bulkKernel(), "serve", "--port", port, "--once", "--bytes", "4194304",
+                                   "--seed", std::to_string(round + 1)},
+                                  "serve-" + port + ".log");
+    ASSERT_TRUE(serve.waitForLine("listen=", 10s)) << serve.output();
+    auto recv = tb_.runInNs(inprocess({MKNET_BULK_SP_BIN, "recv", "--connect", tb_.linuxIp() + ":" + port}), 30s);
+    ASSERT_TRUE(recv.ok()) << "round " << round << ": " << recv.output;
+    auto st = serve.wait(5s);
+    ASSERT_TRUE(st) << "round " << round << ": the Linux sender never saw the exited app's close\n"
+                    << serve.output();
+    EXPECT_EQ(*st, 0) << serve.output();
+    auto r = parseKeyValues(lastLineWith(recv.output, "mode=recv"));
+    auto p = parseKeyValues(lastLineWith(serve.output(), "mode=serve"));
+    EXPECT_EQ(r["bytes"], "4194304") << recv.output;
+    EXPECT_EQ(r["sha256"], p["sha256"]) << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace mknet::itest
