@@ -627,6 +627,9 @@ int mknet_ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
     }
     return ready;
   };
+  // From here on a signal must not fall between two scans (SignalHold).
+  std::optional<mknet::client::SignalHold> held;
+  if (!once) held.emplace(sigmask);
   // Before sleeping, spin a little as blocking calls do (ClientSession::wait):
   // the stack usually answers well within spinTime(), and sleeping costs a
   // cross-CPU wake-up. Kernel fds are checked every few rounds meanwhile.
@@ -634,7 +637,10 @@ int mknet_ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
     mknet::client::Spin spin(sessions.sessions.front()->stackBeat(), deadline);
     for (uint32_t i = 1;; ++i) {
       int ready = scan();
-      if (nk > 0 && (i & 7) == 0) {
+      // Kernel fds are looked at every few rounds while nothing is ready, and
+      // always before returning: poll() reports every ready fd, and a pipe
+      // must not starve behind a socket that is always ready.
+      if (nk > 0 && (ready > 0 || (i & 7) == 0)) {
         int r = kernel::ppoll(kernelFds.data(), nk, &kZero, nullptr);
         if (r < 0) return -1;
         for (size_t k = 0; k < nk; ++k) {
@@ -661,7 +667,8 @@ int mknet_ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
       if (forever && sessions.sessions.empty()) wait = std::chrono::nanoseconds(-1);  // kernel fds only
     }
     timespec ts = toTimespec(wait);
-    int r = kernel::ppoll(kernelFds.data(), kernelFds.size(), wait.count() < 0 ? nullptr : &ts, sigmask);
+    int r = kernel::ppoll(kernelFds.data(), kernelFds.size(), wait.count() < 0 ? nullptr : &ts,
+                          held ? held->sleepMask() : sigmask);
     if (r < 0) return -1;  // errno from ppoll (EINTR, EFAULT, ...)
     bool woken = false;
     for (size_t k = nk; k < kernelFds.size(); ++k) {

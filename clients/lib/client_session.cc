@@ -265,6 +265,16 @@ Result<void> ClientSession::attach(Offer offer) {
   return ok();
 }
 
+SignalHold::SignalHold(const sigset_t* callMask) {
+  sigset_t hold;
+  sigfillset(&hold);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) sigdelset(&hold, sig);
+  pthread_sigmask(SIG_BLOCK, &hold, &old_);
+  sleep_ = callMask != nullptr ? *callMask : old_;
+}
+
+SignalHold::~SignalHold() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+
 ControlReply ClientSession::call(const Request& r) {
   if (dead()) return ControlReply(ECONNRESET);
   ipc::ControlRequest q{};

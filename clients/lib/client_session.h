@@ -8,6 +8,7 @@
 #pragma once
 
 #include <sched.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -42,10 +43,12 @@ std::chrono::microseconds spinTime();
 class StackWatch {
  public:
   static constexpr auto kStall = std::chrono::microseconds(15);
+  // beat null: a watch that never reports a stall.
   explicit StackWatch(const std::atomic<uint64_t>* beat, std::chrono::steady_clock::time_point now)
-      : beat_(beat), last_(beat->load(std::memory_order_relaxed)), moved_(now) {}
+      : beat_(beat), last_(beat != nullptr ? beat->load(std::memory_order_relaxed) : 0), moved_(now) {}
   // True once the beat has stood still for kStall.
   bool stalled(std::chrono::steady_clock::time_point now) {
+    if (beat_ == nullptr) return false;
     uint64_t b = beat_->load(std::memory_order_relaxed);
     if (b != last_) {
       last_ = b;
@@ -56,9 +59,9 @@ class StackWatch {
   }
 
  private:
-  const std::atomic<uint64_t>* beat_;
-  uint64_t last_;
-  std::chrono::steady_clock::time_point moved_;
+  const std::atomic<uint64_t>* beat_ = nullptr;
+  uint64_t last_ = 0;
+  std::chrono::steady_clock::time_point moved_{};
 };
 
 // The spin before a sleep, the same for every waiting call (ClientSession::
@@ -72,21 +75,43 @@ class Spin {
   // beat: the stack's heartbeat in the session waited on (null: the time
   // limits alone). It must stay mapped while the Spin is used.
   explicit Spin(const std::atomic<uint64_t>* beat, Clock::time_point deadline = Clock::time_point::max())
-      : start_(Clock::now()), end_(std::min(deadline, start_ + spinTime())) {
-    if (beat != nullptr) watch_.emplace(beat, start_);
-  }
+      : start_(Clock::now()), end_(std::min(deadline, start_ + spinTime())), watch_(beat, start_) {}
   // Call after a round that found nothing: false once the spin is over (the
   // caller then sleeps); otherwise yields the CPU and returns true.
   bool again() {
     const auto now = Clock::now();
-    if (now >= end_ || (watch_ && watch_->stalled(now))) return false;
+    if (now >= end_ || watch_.stalled(now)) return false;
     sched_yield();
     return true;
   }
 
  private:
   Clock::time_point start_, end_;
-  std::optional<StackWatch> watch_;
+  StackWatch watch_;
+};
+
+// Holds the calling thread's asynchronous signals while a poll-like call
+// (mknet_ppoll, the shim's epoll_wait) spins and scans, and gives the mask
+// its ppoll() sleeps with: the caller's own, or the call's sigmask. A signal
+// arriving between two looks at the rings then stays pending and interrupts
+// the next ppoll() (EINTR), instead of running its handler where the call
+// cannot see it and going back to sleep. Linux's poll and epoll_wait return
+// EINTR once a handler ran during the call, and servers that stop on a signal
+// depend on it (nginx's worker sat in epoll_wait after SIGQUIT). Synchronous
+// signals (faults, traps) are never held. The destructor restores the mask:
+// a signal still held runs its handler then, as the call returns.
+class SignalHold {
+ public:
+  // callMask: the sigmask argument of ppoll/epoll_pwait, or null.
+  explicit SignalHold(const sigset_t* callMask);
+  ~SignalHold();
+  SignalHold(const SignalHold&) = delete;
+  SignalHold& operator=(const SignalHold&) = delete;
+  // The mask to pass to ppoll().
+  const sigset_t* sleepMask() const { return &sleep_; }
+
+ private:
+  sigset_t old_, sleep_;
 };
 
 // The reply of a control call: 0 or an errno, plus call-specific values.

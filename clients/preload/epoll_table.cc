@@ -266,6 +266,9 @@ int EpollTable::wait(int epfd, epoll_event* events, int maxEvents, const timespe
     }
     return n;
   };
+  // From here on a signal must not fall between two scans (SignalHold).
+  std::optional<mknet::client::SignalHold> held;
+  if (!once) held.emplace(sigmask);
   // Spin a little before sleeping, as libmknet's blocking calls do
   // (mknet::client::Spin: while the stack runs, up to spinTime()): the stack
   // usually answers within that, a sleep costs a cross-CPU wake-up. The
@@ -286,7 +289,14 @@ int EpollTable::wait(int epfd, epoll_event* events, int maxEvents, const timespe
         std::lock_guard<std::mutex> g(set->mu);
         n = scan(*set, events, maxEvents);
       }
-      if (n == 0 && (i & 7) == 0) n = real_.epoll_wait(epfd, events, maxEvents, 0);
+      // The kernel set every few rounds while nothing is ready, and always
+      // before returning events (room permitting): a kernel fd must not
+      // starve behind mknet sockets that are always ready.
+      if (n < maxEvents && (n > 0 || (i & 7) == 0)) {
+        int k = real_.epoll_wait(epfd, events + n, maxEvents - n, 0);
+        if (k < 0) return n > 0 ? n : -1;
+        n += k;
+      }
       if (n != 0) return n;  // events, or -1 with errno from the kernel
       if (!spin.again()) break;
     }
@@ -309,7 +319,7 @@ int EpollTable::wait(int epfd, epoll_event* events, int maxEvents, const timespe
     if (kickFd >= 0) pfds.push_back(pollfd{kickFd, POLLIN, 0});
     for (auto& w : wakes) pfds.push_back(pollfd{w.first, POLLIN, 0});
     timespec ts = toTimespec(slice);
-    int r = real_.ppoll(pfds.data(), pfds.size(), &ts, sigmask);
+    int r = real_.ppoll(pfds.data(), pfds.size(), &ts, held ? held->sleepMask() : sigmask);
     wokeUp();
     if (r < 0) return -1;  // EINTR: epoll_wait is never restarted, as on Linux
     size_t first = 1;

@@ -1,6 +1,13 @@
-// StackWatch (clients/lib/client_session.h): a spinning app thread stops
-// once the stack's heartbeat has stood still for kStall, and not before.
+// The waiting helpers of clients/lib/client_session.h: StackWatch (a
+// spinning app thread stops once the stack's heartbeat has stood still for
+// kStall, and not before), Spin, and SignalHold (a signal arriving while a
+// poll-like call spins interrupts its sleep instead of being missed).
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 
 #include <gtest/gtest.h>
@@ -64,6 +71,63 @@ TEST(StackWatchTest, SpinTimeDefaultsTo100Microseconds) {
   // reads it once per process.
   ASSERT_EQ(std::getenv("MKNET_SPIN_US"), nullptr);
   EXPECT_EQ(spinTime(), 100us);
+}
+
+TEST(StackWatchTest, WithoutABeatNeverStalls) {
+  const Clock::time_point t0 = Clock::now();
+  StackWatch w(nullptr, t0);
+  EXPECT_FALSE(w.stalled(t0 + 100 * StackWatch::kStall));
+}
+
+std::atomic<int> gHandled{0};
+void onUsr1(int) { gHandled.fetch_add(1); }
+
+TEST(SignalHoldTest, ASignalDuringTheSpinInterruptsTheSleep) {
+  struct sigaction sa {};
+  sa.sa_handler = onUsr1;
+  sigemptyset(&sa.sa_mask);
+  struct sigaction old {};
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+  gHandled = 0;
+  {
+    SignalHold hold(nullptr);
+    // Arrives "between two looks at the rings": held, its handler not run.
+    ASSERT_EQ(pthread_kill(pthread_self(), SIGUSR1), 0);
+    EXPECT_EQ(gHandled.load(), 0);
+    sigset_t now;
+    pthread_sigmask(SIG_SETMASK, nullptr, &now);
+    EXPECT_EQ(sigismember(&now, SIGUSR1), 1);
+    EXPECT_EQ(sigismember(&now, SIGSEGV), 0) << "synchronous signals are never held";
+    EXPECT_EQ(sigismember(hold.sleepMask(), SIGUSR1), 0) << "the sleep uses the caller's mask";
+    // The sleep it would have slept through returns EINTR at once.
+    const auto t0 = Clock::now();
+    timespec ts{5, 0};
+    errno = 0;
+    EXPECT_EQ(ppoll(nullptr, 0, &ts, hold.sleepMask()), -1);
+    EXPECT_EQ(errno, EINTR);
+    EXPECT_LT(Clock::now() - t0, 1s);
+    EXPECT_EQ(gHandled.load(), 1);
+  }
+  // Held and not slept on: the handler runs when the hold ends.
+  {
+    SignalHold hold(nullptr);
+    ASSERT_EQ(pthread_kill(pthread_self(), SIGUSR1), 0);
+    EXPECT_EQ(gHandled.load(), 1);
+  }
+  EXPECT_EQ(gHandled.load(), 2);
+  // With a call mask (ppoll/epoll_pwait's sigmask), the sleep uses that one.
+  sigset_t callMask;
+  sigemptyset(&callMask);
+  sigaddset(&callMask, SIGUSR2);
+  {
+    SignalHold hold(&callMask);
+    EXPECT_EQ(sigismember(hold.sleepMask(), SIGUSR2), 1);
+    EXPECT_EQ(sigismember(hold.sleepMask(), SIGUSR1), 0);
+  }
+  sigset_t after;
+  pthread_sigmask(SIG_SETMASK, nullptr, &after);
+  EXPECT_EQ(sigismember(&after, SIGUSR1), 0) << "the hold restored the mask";
+  sigaction(SIGUSR1, &old, nullptr);
 }
 
 }  // namespace

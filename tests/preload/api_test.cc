@@ -95,7 +95,8 @@ TEST_F(PreloadApi, SignalsGiveEintrAsOnLinux) {
   auto r = probe({"eintr", peer()});
   expectPassed(r, {"recv-EINTR-without-SA_RESTART", "recv-restarted-with-SA_RESTART", "poll-EINTR-even-with-SA_RESTART",
                    "epoll_wait-EINTR-even-with-SA_RESTART", "select-EINTR-even-with-SA_RESTART",
-                   "recv-with-SO_RCVTIMEO-EINTR"});
+                   "recv-with-SO_RCVTIMEO-EINTR", "epoll_wait-EINTR-wherever-the-signal-lands",
+                   "poll-EINTR-wherever-the-signal-lands"});
 }
 
 TEST_F(PreloadApi, ExecClosesMknetSocketsKeepsKernelFds) {
