@@ -787,8 +787,13 @@ void modeEintr(const sockaddr_in& peer) {
   check(n == -1 && errno == EINTR, "recv-with-SO_RCVTIMEO-EINTR");
   // Wherever in the call the signal lands (while it spins and looks at the
   // rings, or asleep), poll and epoll_wait return EINTR: signals 0-60 us
-  // after entry, many times. A handler run between two looks at the rings
-  // used to leave the call asleep (nginx's worker after SIGQUIT).
+  // after the call is made, many times. A handler run between two looks at
+  // the rings used to leave the call asleep (nginx's worker after SIGQUIT):
+  // a quarter of these signals were missed. A signal can still land before
+  // the call has taken its hold (as before any system call on Linux, where
+  // the call then sleeps too), more often when the machine is loaded and
+  // this thread is preempted just there: up to 1 % of the rounds may
+  // time out.
   auto raceSignal = [&](const char* what, auto call) {
     std::atomic<int> armed{0};
     std::atomic<bool> quit{false};
@@ -805,8 +810,9 @@ void modeEintr(const sockaddr_in& peer) {
         armed.store(0);
       }
     });
+    constexpr int kRounds = 1500, kTolerated = kRounds / 100;
     int lost = 0, rounds = 0;
-    for (; rounds < 1500 && lost < 3; ++rounds) {
+    for (; rounds < kRounds && lost <= kTolerated; ++rounds) {
       armed.store(1);
       errno = 0;
       const int r = call();  // 300 ms: returning 0 means the signal was missed
@@ -820,7 +826,7 @@ void modeEintr(const sockaddr_in& peer) {
     }
     quit.store(true);
     shooter.join();
-    check(lost == 0, what, "rounds=" + std::to_string(rounds) + " lost=" + std::to_string(lost));
+    check(lost <= kTolerated, what, "rounds=" + std::to_string(rounds) + " lost=" + std::to_string(lost));
   };
   raceSignal("epoll_wait-EINTR-wherever-the-signal-lands", [&] { return ::epoll_wait(ep, &ev, 1, 300); });
   raceSignal("poll-EINTR-wherever-the-signal-lands", [&] { return ::poll(&pf, 1, 300); });
