@@ -468,7 +468,7 @@ class ThroughputPace {
  public:
   enum class Step : uint8_t { kGoOn, kDone, kStalled };
   ThroughputPace(Clock::time_point t0, const Budget& bud)
-      : end_(t0 + bud.throughputTime), maxCount_(bud.throughputMaxCount), lastProgress_(t0), now_(t0),
+      : start_(t0), end_(t0 + bud.throughputTime), maxCount_(bud.throughputMaxCount), lastProgress_(t0), now_(t0),
         windows_(t0, bud.throughputTime) {}
   // got: items consumed so far.
   Step check(uint64_t got) {
@@ -487,12 +487,21 @@ class ThroughputPace {
     }
     return Step::kGoOn;
   }
-  // When the last check() read the clock (the run's end once kDone).
-  Clock::time_point now() const { return now_; }
-  const RateWindows& windows() const { return windows_; }
+  // After kStalled: the peer's own error if it died, else `what` (a stall).
+  Error stalled(Peer& peer, std::string what) const {
+    if (auto r = peer.checkAlive(); !r) return r.error();
+    return makeError(0, std::move(what));
+  }
+  // After kDone: `got` items over the run, with its window rates.
+  Throughput result(uint64_t got) const {
+    const double s = std::chrono::duration<double>(now_ - start_).count();
+    Throughput tp{static_cast<double>(got) / s, got, s};
+    windows_.fill(tp);
+    return tp;
+  }
 
  private:
-  Clock::time_point end_;
+  Clock::time_point start_, end_;
   uint64_t maxCount_;
   uint64_t lastGot_ = 0;
   Clock::time_point lastProgress_, now_;

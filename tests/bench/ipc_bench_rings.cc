@@ -80,11 +80,8 @@ Result<Throughput> ringThroughput(const Cpus& cpus, const Budget& bud) {
     if ((iter & 255) == 0) {
       const auto step = pace.check(got);
       if (step == ThroughputPace::Step::kDone) break;
-      if (step == ThroughputPace::Step::kStalled) {
-        if (auto r = peer->checkAlive(); !r) return r.error();
-        return makeError(
-            0, "ring throughput: producer stalled after " + std::to_string(got) + " descriptors");
-      }
+      if (step == ThroughputPace::Step::kStalled)
+        return pace.stalled(*peer, "ring throughput: producer stalled after " + std::to_string(got) + " descriptors");
     }
   }
   b->control->stop.store(1, std::memory_order_release);
@@ -92,10 +89,7 @@ Result<Throughput> ringThroughput(const Cpus& cpus, const Budget& bud) {
   if (bad != 0)
     return makeError(0, "ring throughput: " + std::to_string(bad) + " of " + std::to_string(got) +
                             " descriptors wrong or out of order");
-  double s = std::chrono::duration<double>(pace.now() - t0).count();
-  Throughput tp{static_cast<double>(got) / s, got, s};
-  pace.windows().fill(tp);
-  return tp;
+  return pace.result(got);
 }
 
 namespace {
@@ -223,11 +217,8 @@ Result<PoolResult> poolThroughput(const Cpus& cpus, const Budget& bud) {
     if ((iter & 255) == 0) {
       const auto step = pace.check(got);
       if (step == ThroughputPace::Step::kDone) break;
-      if (step == ThroughputPace::Step::kStalled) {
-        if (auto r = peer->checkAlive(); !r) return r.error();
-        return makeError(
-            0, "pool throughput: producer stalled after " + std::to_string(got) + " payloads");
-      }
+      if (step == ThroughputPace::Step::kStalled)
+        return pace.stalled(*peer, "pool throughput: producer stalled after " + std::to_string(got) + " payloads");
     }
   }
   b->control->stop.store(1, std::memory_order_release);
@@ -236,10 +227,8 @@ Result<PoolResult> poolThroughput(const Cpus& cpus, const Budget& bud) {
     return makeError(0, "pool throughput: " + std::to_string(badDesc) + " bad descriptors, " +
                             std::to_string(badBytes) + " corrupt payloads of " +
                             std::to_string(got));
-  double s = std::chrono::duration<double>(pace.now() - t0).count();
   PoolResult res;
-  res.tp = Throughput{static_cast<double>(got) / s, got, s};
-  pace.windows().fill(res.tp);
+  res.tp = pace.result(got);
   res.gbps = res.tp.perSecond * kPayload * 8 / 1e9;
   return res;
 }
