@@ -91,6 +91,18 @@ void expectScaled(const Seen& s, const char* what) {
   EXPECT_LE(s.maxSndWnd, kRing) << what << ": largest window Linux was offered";
 }
 
+// The mknet app ends with all kBytes, Linux saw the scaled window, and the
+// stack is left clean.
+void expectDone(Testbed& tb, Process& app, const char* resultLine, const Seen& s, const char* what) {
+  auto st = app.wait(10s);
+  ASSERT_TRUE(st) << what << ": " << app.output();
+  EXPECT_EQ(*st, 0) << what << ": " << app.output();
+  EXPECT_EQ(parseKeyValues(lastLineWith(app.output(), resultLine))["bytes"], std::to_string(kBytes)) << what;
+  expectScaled(s, what);
+  EXPECT_EQ(tb.peerFaults(), "") << what;
+  EXPECT_EQ(tb.leftovers(), "") << what;
+}
+
 TEST(WindowScale, ActiveOpenFromMknet) {
   Testbed tb;
   ASSERT_TRUE(tb.ok()) << tb.error();
@@ -107,13 +119,7 @@ TEST(WindowScale, ActiveOpenFromMknet) {
   const Seen s = sendAndWatch(fd);
   ::close(fd);
   ::close(l);
-  auto st = recv.wait(10s);
-  ASSERT_TRUE(st) << recv.output();
-  EXPECT_EQ(*st, 0) << recv.output();
-  EXPECT_EQ(parseKeyValues(lastLineWith(recv.output(), "mode=recv"))["bytes"], std::to_string(kBytes));
-  expectScaled(s, "mknet connects");
-  EXPECT_EQ(tb.peerFaults(), "");
-  EXPECT_EQ(tb.leftovers(), "");
+  expectDone(tb, recv, "mode=recv", s, "mknet connects");
 }
 
 TEST(WindowScale, PassiveOpenOnMknet) {
@@ -127,13 +133,7 @@ TEST(WindowScale, PassiveOpenOnMknet) {
   ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
   const Seen s = sendAndWatch(fd);
   ::close(fd);
-  auto st = sink.wait(10s);
-  ASSERT_TRUE(st) << sink.output();
-  EXPECT_EQ(*st, 0) << sink.output();
-  EXPECT_EQ(parseKeyValues(lastLineWith(sink.output(), "mode=sink"))["bytes"], std::to_string(kBytes));
-  expectScaled(s, "Linux connects");
-  EXPECT_EQ(tb.peerFaults(), "");
-  EXPECT_EQ(tb.leftovers(), "");
+  expectDone(tb, sink, "mode=sink", s, "Linux connects");
 }
 
 }  // namespace
