@@ -11,8 +11,8 @@ Result<void> checkConfig(const SessionConfig& c) {
   if (!isPowerOfTwo(c.ringBytes) || c.ringBytes < 4096 || c.ringBytes > (64u << 20))
     return makeError(EINVAL, "ringBytes must be a power of two in 4 KiB..64 MiB");
   // One pending notification per slot plus one for the control mailbox.
-  if (!isPowerOfTwo(c.notifyCapacity) || c.notifyCapacity <= c.maxSockets)
-    return makeError(EINVAL, "notifyCapacity must be a power of two > maxSockets");
+  if (!isPowerOfTwo(c.notifyCapacity) || c.notifyCapacity <= 2 * c.maxSockets)
+    return makeError(EINVAL, "notifyCapacity must be a power of two > 2 * maxSockets");
   return ok();
 }
 

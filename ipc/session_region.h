@@ -14,12 +14,12 @@
 
 namespace mknet::ipc {
 
-inline constexpr uint32_t kSessionContentVersion = 3;
+inline constexpr uint32_t kSessionContentVersion = 4;
 
 struct SessionConfig {
   uint32_t maxSockets = 256;        // socket slots per app
   uint32_t ringBytes = 256 * 1024;  // each direction, per socket; power of two
-  uint32_t notifyCapacity = 1024;   // app -> stack notifications; power of two > maxSockets
+  uint32_t notifyCapacity = 1024;   // app -> stack notifications; power of two > 2 * maxSockets
 };
 
 // What a slot is. Written by the stack only.
@@ -79,7 +79,17 @@ struct Notify {
 // request" (its generation is ignored).
 inline constexpr uint32_t kControlSlot = 0xffffffffu;
 
-// The socket operations that are not data: each is one request and one
+// A Notify whose slot carries this bit means "the app closed slot
+// (slot & ~kCloseBit)", for the generation it names. close() needs no
+// answer (Linux's close of a socket reports nothing the app could act on),
+// so it is posted, not asked: the app goes on at once, and the stack closes
+// the socket in ring order, after any data the app notified before. A slot
+// stays open until the stack has read its close, so the ring holds at most
+// one close and one data notification per slot, plus one control request:
+// notifyCapacity > 2 * maxSockets keeps it from ever filling.
+inline constexpr uint32_t kCloseBit = 0x80000000u;
+
+// The socket operations that are not data (close aside): each is one request and one
 // response through the session's ControlMailbox. They used to be Cap'n Proto
 // calls (~40-70 us each here); through shared memory they cost a ring round
 // trip, which is what makes opening and closing connections cheap.
@@ -89,7 +99,7 @@ enum class ControlOp : uint32_t {
   kListen = 3,     // id, a = backlog
   kConnect = 4,    // id, ip, port
   kShutdown = 5,   // id, a = SHUT_RD/WR/RDWR
-  kClose = 6,      // id
+                   // 6 was close, now a posted Notify (kCloseBit)
   kSetOption = 7,  // id, a = level, b = name, value
   kGetOption = 8,  // id, a = level, b = name          -> value
   kNames = 9,      // id                               -> ip, port, peerIp, peerPort

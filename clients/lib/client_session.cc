@@ -284,7 +284,6 @@ ControlReply ClientSession::call(const Request& r) {
     case Op::kListen: q.op = static_cast<uint32_t>(ipc::ControlOp::kListen); break;
     case Op::kConnect: q.op = static_cast<uint32_t>(ipc::ControlOp::kConnect); break;
     case Op::kShutdown: q.op = static_cast<uint32_t>(ipc::ControlOp::kShutdown); break;
-    case Op::kClose: q.op = static_cast<uint32_t>(ipc::ControlOp::kClose); break;
     case Op::kSetOption: q.op = static_cast<uint32_t>(ipc::ControlOp::kSetOption); break;
     case Op::kGetOption: q.op = static_cast<uint32_t>(ipc::ControlOp::kGetOption); break;
     case Op::kNames: q.op = static_cast<uint32_t>(ipc::ControlOp::kNames); break;
@@ -338,8 +337,9 @@ bool ClientSession::pushNotify(const ipc::Notify& n) {
 void ClientSession::notify(uint32_t slot, uint32_t generation) {
   ipc::SlotAppFlags* f = region_->appFlags(slot);
   if (f->notifyPending.exchange(1, std::memory_order_seq_cst) != 0) return;  // already queued
-  // The ring holds one entry per slot at most (notifyPending) plus one for
-  // the control mailbox, so it is never full unless the stack is gone.
+  // The ring holds one data entry per slot at most (notifyPending), one
+  // close per slot and one control request, so it is never full unless the
+  // stack is gone (see ipc::kCloseBit).
   if (!pushNotify(ipc::Notify{slot, generation})) f->notifyPending.store(0, std::memory_order_relaxed);
 }
 

@@ -154,7 +154,7 @@ class ClientSession {
   // A control call through the session's mailbox: one at a time (callers
   // queue on a mutex), never interrupted half-way (a signal does not cancel
   // it). On a dead session: ControlReply{ECONNRESET}.
-  enum class Op { kSocket, kBind, kListen, kConnect, kShutdown, kClose, kSetOption, kGetOption, kNames, kShare };
+  enum class Op { kSocket, kBind, kListen, kConnect, kShutdown, kSetOption, kGetOption, kNames, kShare };
   struct Request {
     explicit Request(Op o, uint32_t i = 0) : op(o), id(i) {}
     Op op;
@@ -164,6 +164,10 @@ class ClientSession {
     std::string value;
   };
   ControlReply call(const Request& r);
+
+  // Closes the socket in `slot`: posted, not asked (see ipc::kCloseBit), so
+  // it returns at once. Thread-safe.
+  void postClose(uint32_t slot, uint32_t generation) { (void)pushNotify(ipc::Notify{slot | ipc::kCloseBit, generation}); }
 
   // Tells the stack to look at `slot` (new tx data, or rx space freed),
   // coalesced through the slot's notifyPending flag. Thread-safe.

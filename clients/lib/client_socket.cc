@@ -264,9 +264,7 @@ int ClientSocket::shutdown(int how) {
 
 int ClientSocket::close() {
   if (closed_.exchange(true)) return -EBADF;
-  if (session_->dead()) return 0;
-  ClientSession::Request r{ClientSession::Op::kClose, slot_};
-  (void)session_->call(r);
+  if (!session_->dead()) session_->postClose(slot_, generation_);
   return 0;
 }
 

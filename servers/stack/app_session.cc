@@ -72,6 +72,10 @@ AppSession::~AppSession() {
 void AppSession::appGone() {
   if (gone_) return;
   gone_ = true;
+  // What the app posted before it went still counts: a close() it made
+  // just before exit is a close, not a reset (close needs no answer, so
+  // the app may be gone before the stack has read it).
+  if (!broken_) (void)takeNotifications(region_.config().notifyCapacity);
   // Connections the app still had open are reset, so the peers learn at
   // once; closed ones keep draining what the app wrote before it went.
   uint32_t aborted = 0;
@@ -117,6 +121,25 @@ void AppSession::freeSlot(uint32_t slot) {
   freeSlots_.push_back(slot);
 }
 
+void AppSession::closeNotified(uint32_t slot, uint32_t generation) {
+  if (slot >= use_.size()) {
+    ++counters_.badNotify;  // no well-behaved library names a slot that doesn't exist
+    return;
+  }
+  EngineSocket* s = open(slot);
+  if (s == nullptr || generation != region_.status(slot)->generation.load(std::memory_order_relaxed)) {
+    ++counters_.staleNotify;  // closed twice, or a socket of an earlier generation: nothing to do
+    return;
+  }
+  s->close();
+  if (s->finished()) {
+    freeSlot(slot);
+  } else {
+    use_[slot] = SlotUse::kClosing;  // drains in the background; reaped by poll()
+    closing_.push_back(slot);
+  }
+}
+
 EngineSocket* AppSession::openSocket(uint32_t slot, uint32_t generation) {
   EngineSocket* s = open(slot);
   if (s == nullptr || region_.status(slot)->generation.load(std::memory_order_relaxed) != generation) return nullptr;
@@ -156,50 +179,58 @@ void AppSession::tearDown() {
 void AppSession::beat(uint64_t n) { region_.header()->stackBeat.store(n, std::memory_order_relaxed); }
 
 uint32_t AppSession::poll(uint32_t budget) {
-  uint32_t work = 0;
   if (broken_) {
     if (!torn_) tearDown();
     return 0;
   }
-  {
-    std::array<ipc::Notify, 64> burst;
-    while (work < budget) {
-      auto got = notify_.pop(burst);
-      if (!got) {
-        ringBroken(0, "notify");
-        tearDown();
-        return work;
-      }
-      if (*got == 0) break;
-      work += *got;
-      for (uint32_t k = 0; k < *got; ++k) {
-        const ipc::Notify n = burst[k];  // our copy; validated here
-        if (n.slot == ipc::kControlSlot) {
-          serveControl();
-          continue;
-        }
-        if (n.slot >= use_.size()) {
-          ++counters_.badNotify;  // no well-behaved library names a slot that doesn't exist
-          continue;
-        }
-        if (use_[n.slot] == SlotUse::kFree || !sockets_[n.slot] ||
-            n.generation != region_.status(n.slot)->generation.load(std::memory_order_relaxed)) {
-          // Stale: the app closed the socket (and the slot may be reused)
-          // after it queued this. Normal, not a fault.
-          ++counters_.staleNotify;
-          continue;
-        }
-        region_.appFlags(n.slot)->notifyPending.store(0, std::memory_order_seq_cst);
-        sockets_[n.slot]->pump();
-      }
-    }
-  }
+  uint32_t work = takeNotifications(budget);
+  if (torn_) return work;
   // Sockets the app closed that still drain: only they are visited, not
   // every slot (the list is short; a copy, as freeSlot() edits it).
   if (!closing_.empty()) {
     for (uint32_t i : std::vector<uint32_t>(closing_)) {
       sockets_[i]->pump();
       if (sockets_[i]->finished()) freeSlot(i);
+    }
+  }
+  return work;
+}
+
+uint32_t AppSession::takeNotifications(uint32_t budget) {
+  uint32_t work = 0;
+  std::array<ipc::Notify, 64> burst;
+  while (work < budget) {
+    auto got = notify_.pop(burst);
+    if (!got) {
+      ringBroken(0, "notify");
+      tearDown();
+      return work;
+    }
+    if (*got == 0) break;
+    work += *got;
+    for (uint32_t k = 0; k < *got; ++k) {
+      const ipc::Notify n = burst[k];  // our copy; validated here
+      if (n.slot == ipc::kControlSlot) {
+        if (!gone_) serveControl();  // nobody waits for the answer of an app that is gone
+        continue;
+      }
+      if ((n.slot & ipc::kCloseBit) != 0) {
+        closeNotified(n.slot & ~ipc::kCloseBit, n.generation);
+        continue;
+      }
+      if (n.slot >= use_.size()) {
+        ++counters_.badNotify;  // no well-behaved library names a slot that doesn't exist
+        continue;
+      }
+      if (use_[n.slot] == SlotUse::kFree || !sockets_[n.slot] ||
+          n.generation != region_.status(n.slot)->generation.load(std::memory_order_relaxed)) {
+        // Stale: the app closed the socket (and the slot may be reused)
+        // after it queued this. Normal, not a fault.
+        ++counters_.staleNotify;
+        continue;
+      }
+      region_.appFlags(n.slot)->notifyPending.store(0, std::memory_order_seq_cst);
+      sockets_[n.slot]->pump();
     }
   }
   return work;
@@ -314,15 +345,6 @@ ipc::ControlResponse AppSession::control(const ipc::ControlRequest& q) {
     case Op::kShutdown:
       if (q.a < 0 || q.a > 2) return fail(EINVAL);
       return fail(s->shutdown(q.a == SHUT_RD || q.a == SHUT_RDWR, q.a == SHUT_WR || q.a == SHUT_RDWR));
-    case Op::kClose:
-      s->close();
-      if (s->finished()) {
-        freeSlot(q.id);
-      } else {
-        use_[q.id] = SlotUse::kClosing;  // drains in the background; reaped by poll()
-        closing_.push_back(q.id);
-      }
-      return r;
     case Op::kSetOption: {
       if (q.valueLength > ipc::kControlValueMax) return fail(EINVAL);
       if (q.a == SOL_SOCKET && q.b == SO_LINGER) {

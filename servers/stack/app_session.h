@@ -75,7 +75,12 @@ class AppSession final : public SocketOwner {
   enum class SlotUse : uint8_t { kFree, kOpen, kClosing };
   SlotMemory memoryOf(uint32_t slot);
   EngineSocket* open(uint32_t id);  // nullptr unless the slot is open
+  // The app's posted close (a Notify with kCloseBit) of `slot`.
+  void closeNotified(uint32_t slot, uint32_t generation);
   void freeSlot(uint32_t slot);
+  // Handles up to `budget` of the app's notifications (data, posted
+  // closes, control requests); a corrupt ring tears the session down.
+  uint32_t takeNotifications(uint32_t budget);
 
   SessionRegistry& registry_;
   Engine& engine_;

@@ -162,7 +162,8 @@ int runSessionMode(const std::string& mode) {
     // Our own producer on the same ring, resuming at the published head.
     mknet::ipc::SpscProducer<mknet::ipc::Notify> p(r.notifyRing(), r.config().notifyCapacity);
     const mknet::ipc::Notify bad[] = {{r.config().maxSockets, 1}, {r.config().maxSockets + 77, 1},
-                                      {0xfffffffeu, 0}, {0x80000000u, 3}};
+                                      {0xfffffffeu, 0},  // a posted close of slot 0x7ffffffe
+                                      {mknet::ipc::kCloseBit | r.config().maxSockets, 3}};
     auto pushed = p.push(std::span<const mknet::ipc::Notify>(bad, 4));
     detail = "pushed=" + std::to_string(pushed ? *pushed : 0);
   } else if (mode == "tx-head") {
@@ -239,8 +240,8 @@ int runSessionMode(const std::string& mode) {
     detail = "sends=" + std::to_string(sends);
   } else if (mode == "control-bogus") {
     // Requests no library sends, written straight into the control mailbox:
-    // an unknown operation (EINVAL, counted), a close naming a slot that
-    // doesn't exist (EBADF, as close() of a bad fd), then the same request
+    // an unknown operation (EINVAL, counted), a shutdown naming a slot that
+    // doesn't exist (EBADF, as shutdown() of a bad fd), then the same request
     // announced twice (served once).
     mknet::ipc::ControlMailbox* box = r.control();
     uint32_t seq = box->requestSeq.load();
@@ -254,7 +255,7 @@ int runSessionMode(const std::string& mode) {
       return box->responseSeq.load() == seq ? box->response.err : -1;
     };
     int e1 = ask(77, 0, 1);
-    int e2 = ask(static_cast<uint32_t>(mknet::ipc::ControlOp::kClose), r.config().maxSockets + 5, 2);
+    int e2 = ask(static_cast<uint32_t>(mknet::ipc::ControlOp::kShutdown), r.config().maxSockets + 5, 2);
     detail = "errs=" + std::to_string(e1) + "/" + std::to_string(e2);
   } else {
     return 2;

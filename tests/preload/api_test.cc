@@ -2,10 +2,15 @@
 // against Linux-side peers in the test namespace: sockets, poll and select
 // over mknet sockets and pipes, options, dup, sendfile, UDP, epoll (LT, ET,
 // ONESHOT, RDHUP), several threads on one socket, EINTR as on Linux, exec,
-// and an epoll echo server on mknet whose every byte a Linux client checks.
+// an epoll echo server on mknet whose every byte a Linux client checks, and
+// a program that closes and exits at once.
+#include <signal.h>
+
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/testbed.h"
@@ -120,6 +125,58 @@ TEST_F(PreloadApi, EpollEchoServerServesLinuxClients) {
   EXPECT_NE(server.output().find("accepted=8 closed=8 bytes=" + std::to_string(8u * 4 * 1024 * 1024)),
             std::string::npos)
       << server.output();
+}
+
+// close() is posted to the stack, not asked (ipc::kCloseBit): a program that
+// writes, closes and exits at once may be gone before the stack has read its
+// close. The close must still be a close — every byte, then FIN — and not
+// the reset an exit with the socket open gets. Python under the shim, ending
+// with os._exit() right after close(); a Linux sink checks length and
+// SHA-256. In the odd rounds the stack is stopped (SIGSTOP) from before the
+// send until the program has exited, so it finds the close and the
+// session's end together when it runs again.
+TEST_F(PreloadApi, CloseRightBeforeExitDeliversEverything) {
+  constexpr char kScript[] =
+      "import hashlib, os, socket, sys, time\n"
+      "data = bytes((i * 131 + (i >> 9)) & 255 for i in range(int(sys.argv[3])))\n"
+      "s = socket.create_connection((sys.argv[1], int(sys.argv[2])))\n"
+      "print('connected', flush=True)\n"
+      "end = time.monotonic() + 10\n"
+      "while sys.argv[4] != '-' and not os.path.exists(sys.argv[4]) and time.monotonic() < end:\n"
+      "    time.sleep(0.001)\n"
+      "s.sendall(data)\n"
+      "s.close()\n"
+      "print('sha256=' + hashlib.sha256(data).hexdigest(), flush=True)\n"
+      "os._exit(0)\n";
+  for (int round = 0; round < 6; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const bool stopStack = round % 2 == 1;
+    const std::string port = std::to_string(7100 + round);
+    // With the stack stopped the data must fit the socket's send ring.
+    const std::string bytes = std::to_string(stopStack ? 100000 + round : 3 * 1024 * 1024 + round);
+    const std::string go = stopStack ? tb_.file("go-" + port) : "-";
+    Process sink = tb_.spawnInNs({Bin::bulkKernel(), "sink", "--port", port, "--once"}, "sink-" + port + ".log");
+    ASSERT_TRUE(sink.waitForLine("listen=", 10s)) << sink.output();
+    Process app = pe_.spawn({"python3", "-c", kScript, tb_.linuxIp(), port, bytes, go}, "close-exit-" + port + ".log");
+    ASSERT_TRUE(app.waitForLine("connected", 20s)) << app.output();
+    if (stopStack) {
+      std::this_thread::sleep_for(50ms);  // the stack goes idle: it sleeps in its event loop
+      tb_.stack().signal(SIGSTOP);
+      std::FILE* f = std::fopen(go.c_str(), "w");  // the program's signal to send
+      ASSERT_NE(f, nullptr);
+      std::fclose(f);
+    }
+    auto appStatus = app.wait(20s);
+    if (stopStack) tb_.stack().signal(SIGCONT);
+    ASSERT_TRUE(appStatus) << app.output();
+    ASSERT_EQ(*appStatus, 0) << app.output();
+    auto st = sink.wait(10s);
+    ASSERT_TRUE(st) << "the Linux sink never saw the stream end\n" << sink.output();
+    EXPECT_EQ(*st, 0) << "the stream did not end cleanly: " << sink.output();
+    auto kv = parseKeyValues(lastLineWith(sink.output(), "mode=sink"));
+    EXPECT_EQ(kv["bytes"], bytes) << sink.output();
+    EXPECT_EQ(kv["sha256"], parseKeyValues(lastLineWith(app.output(), "sha256="))["sha256"]) << app.output();
+  }
 }
 
 TEST_F(PreloadApi, BadSocketSelectionIsACleanError) {
