@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -338,7 +339,11 @@ class MultiProcessArch(Arch):
         self.rt = tempfile.mkdtemp(prefix="mknet-bench-rt.")
         os.chmod(self.rt, 0o755)
         self.up = True
-        r = run([self.bench.mknet, "up", "--no-build", "--no-check", "--no-demo", "--ns", self.ns, "--tap", self.tap,
+        # --service-cpus: the supervisor, and so the stack and the driver it
+        # starts (affinity is inherited), run on those CPUs only; the app and
+        # its peer stay where the scheduler puts them.
+        pin = ["taskset", "-c", self.bench.args.service_cpus] if self.bench.args.service_cpus else []
+        r = run(pin + [self.bench.mknet, "up", "--no-build", "--no-check", "--no-demo", "--ns", self.ns, "--tap", self.tap,
                  "--runtime-dir", self.rt, "--linux-ip", self.peer_ip + "/24", "--ip", self.app_ip + "/24"],
                 check=False, env=dict(os.environ, MKNET_BUILD_DIR=self.bench.build_root))
         with open(os.path.join(self.bench.logdir, "up.log"), "w") as f:
@@ -648,7 +653,8 @@ class Bench:
         m = self.machine()
         title = (f"mknet bench{' --quick' if self.args.quick else ''}: {date}, {m['cpus']} CPUs ({m['cpu_model']}), "
                  f"Linux {m['kernel']}, commit {m['commit']}, {elapsed:.0f} s"
-                 + (f", median of {self.args.runs} rounds" if self.args.runs > 1 else ""))
+                 + (f", median of {self.args.runs} rounds" if self.args.runs > 1 else "")
+                 + (f", multi-process services on CPUs {self.args.service_cpus}" if self.args.service_cpus else ""))
         print()
         print(title)
         print()
@@ -661,6 +667,7 @@ class Bench:
         if self.args.json:
             doc = {"machine": m, "date": date, "command": self.args.command, "quick": self.args.quick,
                    "params": self.p, "seconds": round(elapsed, 1), "runs": self.args.runs,
+                   "service_cpus": self.args.service_cpus,
                    "workloads": sorted(self.workloads)}
             for a in ARCHS:
                 doc[a] = {key: (round(self.results[a][key], 6) if self.results[a].get(key) is not None else None)
@@ -677,6 +684,20 @@ class Bench:
             log(f"wrote {self.args.json}")
 
 
+def parse_cpu_list(text):
+    """'0', '0-1', '0,2-3' -> a set of CPU numbers; an empty set if malformed."""
+    cpus = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if not m:
+            return set()
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            return set()
+        cpus.update(range(lo, hi + 1))
+    return cpus
+
+
 def main():
     ap = argparse.ArgumentParser(prog="deploy/mknet bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short runs (all three architectures in < 2 minutes)")
@@ -686,6 +707,8 @@ def main():
     ap.add_argument("--runs", type=int, default=1, metavar="N",
                     help="N rounds over the architectures (interleaved); every figure is the median")
     ap.add_argument("--keep-logs", action="store_true", help="keep every program's output (path printed)")
+    ap.add_argument("--service-cpus", metavar="LIST",
+                    help="multi-process: run the supervisor, stack and driver on these CPUs (taskset -c LIST)")
     ap.add_argument("--build-dir", required=True, help="the release build tree ($MKNET_BUILD_DIR/release)")
     ap.add_argument("--mknet", required=True, help="path of deploy/mknet (for up/down)")
     ap.add_argument("--command", default="deploy/mknet bench", help=argparse.SUPPRESS)
@@ -696,6 +719,13 @@ def main():
         ap.error("--workloads takes " + ",".join(WORKLOADS))
     if args.runs < 1 or args.runs > 20:
         ap.error("--runs takes 1..20")
+    if args.service_cpus is not None:
+        cpus = parse_cpu_list(args.service_cpus)
+        if not cpus:
+            ap.error(f"--service-cpus takes a CPU list such as 0 or 0-1 or 0,2 (got '{args.service_cpus}')")
+        if not cpus <= os.sched_getaffinity(0):
+            ap.error(f"--service-cpus {args.service_cpus}: this process may run only on CPUs "
+                     + ",".join(str(c) for c in sorted(os.sched_getaffinity(0))))
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces, TAP devices)")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Unit test of deploy/bench.py's Proc: a workload's log is shared by the rounds of
+"""Unit tests of deploy/bench.py: its Proc, and its CPU-list parser. Proc: a workload's log is shared by the rounds of
 `bench --runs N` and appended to, so what a Proc reads must be only what its own
 process wrote. (It once read the whole file: round 2's wait_for_output("listen=")
 matched round 1's line, the client started before the mknet server listened, and
@@ -51,6 +51,17 @@ class ProcOutputTest(unittest.TestCase):
         self.assertFalse(p.wait_for_output("listen=", 5))
         self.assertEqual(p.exit_code, 1)
         self.assertIn("Address in use", p.output())
+
+
+class CpuListTest(unittest.TestCase):
+    def test_lists_and_ranges(self):
+        self.assertEqual(bench.parse_cpu_list("0"), {0})
+        self.assertEqual(bench.parse_cpu_list("0-1"), {0, 1})
+        self.assertEqual(bench.parse_cpu_list("0,2-4, 7"), {0, 2, 3, 4, 7})
+
+    def test_malformed_is_empty(self):
+        for bad in ("", "a", "1-", "-1", "3-1", "0,,1", "0;1", "1.5"):
+            self.assertEqual(bench.parse_cpu_list(bad), set(), bad)
 
 
 if __name__ == "__main__":
