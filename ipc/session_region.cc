@@ -11,8 +11,8 @@ Result<void> checkConfig(const SessionConfig& c) {
   if (!isPowerOfTwo(c.ringBytes) || c.ringBytes < 4096 || c.ringBytes > (64u << 20))
     return makeError(EINVAL, "ringBytes must be a power of two in 4 KiB..64 MiB");
   // One pending notification per slot plus one for the control mailbox.
-  if (!isPowerOfTwo(c.notifyCapacity) || c.notifyCapacity <= 2 * c.maxSockets)
-    return makeError(EINVAL, "notifyCapacity must be a power of two > 2 * maxSockets");
+  if (!isPowerOfTwo(c.notifyCapacity) || c.notifyCapacity < 2 * c.maxSockets + kControlMailboxes)
+    return makeError(EINVAL, "notifyCapacity must be a power of two >= 2 * maxSockets + kControlMailboxes");
   return ok();
 }
 
@@ -21,7 +21,7 @@ Result<void> checkConfig(const SessionConfig& c) {
 Result<SessionRegion> SessionRegion::create(const SessionConfig& config) {
   if (auto r = checkConfig(config); !r) return r.error();
   size_t ring = SpscRingMemory<std::byte>::bytesFor(config.ringBytes);
-  size_t bytes = sizeof(SessionHeader) + sizeof(ControlMailbox) + config.maxSockets * (sizeof(SlotStatus) + sizeof(SlotAppFlags)) +
+  size_t bytes = sizeof(SessionHeader) + kControlMailboxes * sizeof(ControlMailbox) + config.maxSockets * (sizeof(SlotStatus) + sizeof(SlotAppFlags)) +
                  size_t{config.maxSockets} * 2 * (ring + kCacheLine) +
                  SpscRingMemory<Notify>::bytesFor(config.notifyCapacity) +
                  size_t{config.maxSockets} * 256 + 64 * 1024;  // Boost's index and names
@@ -49,7 +49,7 @@ Result<void> SessionRegion::locate(bool create) {
   auto h = get("header", sizeof(SessionHeader));
   if (!h) return h.error();
   header_ = reinterpret_cast<SessionHeader*>(h->data());
-  auto cm = get("control", sizeof(ControlMailbox));
+  auto cm = get("control", kControlMailboxes * sizeof(ControlMailbox));
   if (!cm) return cm.error();
   control_ = reinterpret_cast<ControlMailbox*>(cm->data());
   auto st = get("status", n * sizeof(SlotStatus));

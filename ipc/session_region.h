@@ -14,12 +14,12 @@
 
 namespace mknet::ipc {
 
-inline constexpr uint32_t kSessionContentVersion = 4;
+inline constexpr uint32_t kSessionContentVersion = 5;
 
 struct SessionConfig {
   uint32_t maxSockets = 256;        // socket slots per app
   uint32_t ringBytes = 256 * 1024;  // each direction, per socket; power of two
-  uint32_t notifyCapacity = 1024;   // app -> stack notifications; power of two > 2 * maxSockets
+  uint32_t notifyCapacity = 1024;   // app -> stack notifications; power of two >= 2 * maxSockets + kControlMailboxes
 };
 
 // What a slot is. Written by the stack only.
@@ -75,9 +75,15 @@ struct Notify {
   uint32_t generation;  // the slot's generation as the app knows it
 };
 
-// A Notify with this slot number means "the control mailbox holds a new
-// request" (its generation is ignored).
+// A Notify with this slot number means "control mailbox number
+// `generation` holds a new request".
 inline constexpr uint32_t kControlSlot = 0xffffffffu;
+
+// Control mailboxes per session: the app's threads each take a free one, so
+// up to this many socket calls are under way at once instead of queueing
+// behind one another (with one mailbox, four threads opening connections
+// spent most of their futex calls waiting for it).
+inline constexpr uint32_t kControlMailboxes = 8;
 
 // A Notify whose slot carries this bit means "the app closed slot
 // (slot & ~kCloseBit)", for the generation it names. close() needs no
@@ -85,8 +91,9 @@ inline constexpr uint32_t kControlSlot = 0xffffffffu;
 // so it is posted, not asked: the app goes on at once, and the stack closes
 // the socket in ring order, after any data the app notified before. A slot
 // stays open until the stack has read its close, so the ring holds at most
-// one close and one data notification per slot, plus one control request:
-// notifyCapacity > 2 * maxSockets keeps it from ever filling.
+// one close and one data notification per slot, plus one request per control
+// mailbox: notifyCapacity >= 2 * maxSockets + kControlMailboxes keeps it from
+// ever filling.
 inline constexpr uint32_t kCloseBit = 0x80000000u;
 
 // The socket operations that are not data (close aside): each is one request and one
@@ -126,10 +133,12 @@ struct ControlResponse {
   uint8_t value[kControlValueMax];
 };
 
-// One request at a time per session (libmknet serializes its callers).
+// One request at a time per mailbox (libmknet gives each calling thread a
+// mailbox of its own while the call lasts).
 struct alignas(kCacheLine) ControlMailbox {
   // App: writes `request`, then requestSeq (release), then queues a Notify
-  // for kControlSlot. It touches neither again until responseSeq matches.
+  // {kControlSlot, this mailbox's index}. It touches neither again until
+  // responseSeq matches.
   std::atomic<uint32_t> requestSeq;
   ControlRequest request;
   // Stack: copies `request` once requestSeq changed (then validates its
@@ -202,7 +211,8 @@ class SessionRegion {
   RingControl* rxRing(uint32_t slot) const { return rx_[slot]; }  // stack -> app bytes
   RingControl* txRing(uint32_t slot) const { return tx_[slot]; }  // app -> stack bytes
   RingControl* notifyRing() const { return notify_; }
-  ControlMailbox* control() const { return control_; }
+  // Mailbox `i` < kControlMailboxes.
+  ControlMailbox* control(uint32_t i) const { return &control_[i]; }
 
   // Stack only, while the app cannot be using the slot: empties its rings and
   // flags before the slot is handed out again.

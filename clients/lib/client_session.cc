@@ -261,7 +261,8 @@ Result<void> ClientSession::attach(Offer offer) {
   if (!self) return self.error();
   selfWake_ = ipc::Doorbell(std::move(self).value());
   notifyRing_ = std::make_unique<ipc::SpscProducer<ipc::Notify>>(region_->notifyRing(), cfg.notifyCapacity);
-  controlSeq_ = region_->control()->requestSeq.load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < ipc::kControlMailboxes; ++i)
+    mailboxes_[i].seq = region_->control(i)->requestSeq.load(std::memory_order_relaxed);
   return ok();
 }
 
@@ -298,12 +299,25 @@ ControlReply ClientSession::call(const Request& r) {
   q.valueLength = static_cast<uint32_t>(r.value.size());
   std::memcpy(q.value, r.value.data(), r.value.size());
 
-  std::lock_guard<std::mutex> g(controlMu_);
-  ipc::ControlMailbox* box = region_->control();
+  // Each thread starts at its own mailbox (handed out round-robin) and takes
+  // the first free one; only when all are busy does it wait for its own.
+  static std::atomic<uint32_t> nextThread{0};
+  thread_local const uint32_t home = nextThread.fetch_add(1, std::memory_order_relaxed) % ipc::kControlMailboxes;
+  uint32_t index = home;
+  std::unique_lock<std::mutex> g;
+  for (uint32_t i = 0; i < ipc::kControlMailboxes && !g.owns_lock(); ++i) {
+    index = (home + i) % ipc::kControlMailboxes;
+    g = std::unique_lock<std::mutex>(mailboxes_[index].mu, std::try_to_lock);
+  }
+  if (!g.owns_lock()) {
+    index = home;
+    g = std::unique_lock<std::mutex>(mailboxes_[index].mu);
+  }
+  ipc::ControlMailbox* box = region_->control(index);
   std::memcpy(&box->request, &q, sizeof q);
-  const uint32_t seq = ++controlSeq_;
+  const uint32_t seq = ++mailboxes_[index].seq;
   box->requestSeq.store(seq, std::memory_order_release);
-  if (!pushNotify(ipc::Notify{ipc::kControlSlot, seq})) return ControlReply(ECONNRESET);
+  if (!pushNotify(ipc::Notify{ipc::kControlSlot, index})) return ControlReply(ECONNRESET);
   auto answered = [box, seq] { return box->responseSeq.load(std::memory_order_acquire) == seq; };
   int err = 0;
   // A signal does not cancel a control call half-way: the stack may already
@@ -338,8 +352,8 @@ void ClientSession::notify(uint32_t slot, uint32_t generation) {
   ipc::SlotAppFlags* f = region_->appFlags(slot);
   if (f->notifyPending.exchange(1, std::memory_order_seq_cst) != 0) return;  // already queued
   // The ring holds one data entry per slot at most (notifyPending), one
-  // close per slot and one control request, so it is never full unless the
-  // stack is gone (see ipc::kCloseBit).
+  // close per slot and one request per control mailbox, so it is never full
+  // unless the stack is gone (see ipc::kCloseBit).
   if (!pushNotify(ipc::Notify{slot, generation})) f->notifyPending.store(0, std::memory_order_relaxed);
 }
 

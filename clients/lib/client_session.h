@@ -11,6 +11,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -151,9 +152,10 @@ class ClientSession {
   // The stack's name for this session (see SessionHeader::token).
   uint64_t token() const { return region_->header()->token; }
 
-  // A control call through the session's mailbox: one at a time (callers
-  // queue on a mutex), never interrupted half-way (a signal does not cancel
-  // it). On a dead session: ControlReply{ECONNRESET}.
+  // A control call through one of the session's mailboxes (the first free
+  // one from the calling thread's own; callers queue only when all are
+  // busy), never interrupted half-way (a signal does not cancel it). On a
+  // dead session: ControlReply{ECONNRESET}.
   enum class Op { kSocket, kBind, kListen, kConnect, kShutdown, kSetOption, kGetOption, kNames, kShare };
   struct Request {
     explicit Request(Op o, uint32_t i = 0) : op(o), id(i) {}
@@ -202,8 +204,11 @@ class ClientSession {
   ipc::Doorbell selfWake_;  // a dup of toApp_, rung by us when the stack dies
   std::mutex notifyMu_;
   std::unique_ptr<ipc::SpscProducer<ipc::Notify>> notifyRing_;
-  std::mutex controlMu_;      // one control request at a time
-  uint32_t controlSeq_ = 0;   // under controlMu_
+  struct Mailbox {
+    std::mutex mu;     // one request at a time in this mailbox
+    uint32_t seq = 0;  // under mu
+  };
+  std::array<Mailbox, ipc::kControlMailboxes> mailboxes_;
 
   std::atomic<bool> dead_{false};
   std::atomic<bool> leader_{false};     // one thread sleeps on the eventfd...

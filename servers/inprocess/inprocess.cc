@@ -69,7 +69,8 @@ Result<stack::StackConfig> stackConfig(const InprocessConfig& c, net::MacAddress
   uint32_t ringCap = 1;
   while (ringCap < cfg.pool.bufferCount) ringCap *= 2;
   cfg.pool.ringCapacity = ringCap;
-  while (cfg.session.notifyCapacity <= 2 * cfg.session.maxSockets) cfg.session.notifyCapacity *= 2;
+  while (cfg.session.notifyCapacity < 2 * cfg.session.maxSockets + mknet::ipc::kControlMailboxes)
+    cfg.session.notifyCapacity *= 2;
   cfg.spin = std::chrono::microseconds(c.spinUs);
   cfg.socketPath.clear();
   return cfg;

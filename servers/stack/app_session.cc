@@ -211,7 +211,11 @@ uint32_t AppSession::takeNotifications(uint32_t budget) {
     for (uint32_t k = 0; k < *got; ++k) {
       const ipc::Notify n = burst[k];  // our copy; validated here
       if (n.slot == ipc::kControlSlot) {
-        if (!gone_) serveControl();  // nobody waits for the answer of an app that is gone
+        if (n.generation >= ipc::kControlMailboxes) {
+          ++counters_.badNotify;  // no such mailbox
+        } else if (!gone_) {
+          serveControl(n.generation);  // nobody waits for the answer of an app that is gone
+        }
         continue;
       }
       if ((n.slot & ipc::kCloseBit) != 0) {
@@ -276,16 +280,16 @@ std::optional<SocketOption> optionOf(int level, int name) {
 
 }  // namespace
 
-void AppSession::serveControl() {
-  ipc::ControlMailbox* box = region_.control();
+void AppSession::serveControl(uint32_t mailbox) {
+  ipc::ControlMailbox* box = region_.control(mailbox);
   uint32_t seq = box->requestSeq.load(std::memory_order_acquire);
-  if (seq == controlSeq_ || broken_) return;  // nothing new (a duplicate notification)
+  if (seq == controlSeq_[mailbox] || broken_) return;  // nothing new (a duplicate notification)
   ipc::ControlRequest request;
   std::memcpy(&request, &box->request, sizeof request);  // our copy; the app may scribble on its own
   ipc::ControlResponse response = control(request);
   std::memcpy(&box->response, &response, sizeof response);
   box->responseSeq.store(seq, std::memory_order_release);
-  controlSeq_ = seq;
+  controlSeq_[mailbox] = seq;
   posted_ = true;  // wakes the app if it sleeps waiting for the answer
 }
 

@@ -6,6 +6,7 @@
 // as on Linux; the registry frees the session once they are done.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -66,8 +67,9 @@ class AppSession final : public SocketOwner {
   const std::string& name() const { return name_; }
   const SessionCounters& counters() const { return counters_; }
 
-  // The control mailbox: handles the app's pending request, if any.
-  void serveControl();
+  // Control mailbox `mailbox` (< kControlMailboxes): handles the app's
+  // pending request there, if any.
+  void serveControl(uint32_t mailbox);
   // One control request (our copy, not yet validated) -> its response.
   ipc::ControlResponse control(const ipc::ControlRequest& request);
 
@@ -100,7 +102,7 @@ class AppSession final : public SocketOwner {
   bool broken_ = false;  // the app broke a ring: its session is being closed
   bool torn_ = false;    // ...and has been
   SessionCounters counters_;
-  uint32_t controlSeq_ = 0;  // the last control request served
+  std::array<uint32_t, ipc::kControlMailboxes> controlSeq_{};  // per mailbox, the last request served
   uint64_t token_ = 0;
 };
 

@@ -131,7 +131,8 @@ int main(int argc, char** argv) {
   cfg.engine.mac = m->bytes();
   cfg.session.ringBytes = ringKib * 1024;
   cfg.session.notifyCapacity = 1024;
-  while (cfg.session.notifyCapacity <= 2 * cfg.session.maxSockets) cfg.session.notifyCapacity *= 2;
+  while (cfg.session.notifyCapacity < 2 * cfg.session.maxSockets + mknet::ipc::kControlMailboxes)
+    cfg.session.notifyCapacity *= 2;
   uint32_t ringCap = 1;
   while (ringCap < cfg.pool.bufferCount) ringCap *= 2;
   cfg.pool.ringCapacity = ringCap;

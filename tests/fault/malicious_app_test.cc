@@ -106,7 +106,7 @@ TEST(MaliciousApp, CorruptSessionMemoryCostsOnlyThatSession) {
 
   const std::vector<Misdeed> misdeeds = {
       {"notify-head", {{"session_corrupt_rings", 1}}, true},
-      {"notify-bogus", {{"session_bad_notify", 4}}, false},
+      {"notify-bogus", {{"session_bad_notify", 5}}, false},
       {"tx-head", {{"any", 1}}, false},
       {"tx-tail", {}, false},  // the stack keeps its own copy of that index: nothing to see
       {"rx-tail", {{"any", 1}}, false},

@@ -163,8 +163,9 @@ int runSessionMode(const std::string& mode) {
     mknet::ipc::SpscProducer<mknet::ipc::Notify> p(r.notifyRing(), r.config().notifyCapacity);
     const mknet::ipc::Notify bad[] = {{r.config().maxSockets, 1}, {r.config().maxSockets + 77, 1},
                                       {0xfffffffeu, 0},  // a posted close of slot 0x7ffffffe
-                                      {mknet::ipc::kCloseBit | r.config().maxSockets, 3}};
-    auto pushed = p.push(std::span<const mknet::ipc::Notify>(bad, 4));
+                                      {mknet::ipc::kCloseBit | r.config().maxSockets, 3},
+                                      {mknet::ipc::kControlSlot, mknet::ipc::kControlMailboxes}};  // no such mailbox
+    auto pushed = p.push(std::span<const mknet::ipc::Notify>(bad));
     detail = "pushed=" + std::to_string(pushed ? *pushed : 0);
   } else if (mode == "tx-head") {
     RingControl* tx = r.txRing(static_cast<uint32_t>(slot));
@@ -243,14 +244,14 @@ int runSessionMode(const std::string& mode) {
     // an unknown operation (EINVAL, counted), a shutdown naming a slot that
     // doesn't exist (EBADF, as shutdown() of a bad fd), then the same request
     // announced twice (served once).
-    mknet::ipc::ControlMailbox* box = r.control();
+    mknet::ipc::ControlMailbox* box = r.control(0);
     uint32_t seq = box->requestSeq.load();
     auto ask = [&](uint32_t op, uint32_t id, int announce) {
       std::memset(&box->request, 0xa5, sizeof box->request);
       box->request.op = op;
       box->request.id = id;
       box->requestSeq.store(++seq);
-      for (int i = 0; i < announce; ++i) s.pushNotify(mknet::ipc::Notify{mknet::ipc::kControlSlot, seq});
+      for (int i = 0; i < announce; ++i) s.pushNotify(mknet::ipc::Notify{mknet::ipc::kControlSlot, 0});
       for (int i = 0; i < 2000 && box->responseSeq.load() != seq; ++i) ::usleep(1000);
       return box->responseSeq.load() == seq ? box->response.err : -1;
     };

@@ -8,9 +8,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -100,6 +102,50 @@ TEST_F(SocketApi, OptionsReadBackWhatWasSet) {
   EXPECT_EQ(mknet_setsockopt(fd, IPPROTO_TCP, 9999, &zero, sizeof zero), -1);
   EXPECT_EQ(errno, ENOPROTOOPT);
   EXPECT_EQ(mknet_close(fd), 0);
+}
+
+// Socket calls from many threads at once go through several control
+// mailboxes (ipc::kControlMailboxes; more threads than mailboxes here, so
+// some wait for one): every thread must get the answers to its own
+// requests. Each sets TCP_KEEPIDLE to a value of its own on a fresh socket,
+// reads it back, binds to a port of its own and reads the name back.
+TEST_F(SocketApi, ConcurrentCallsGetTheirOwnAnswers) {
+  constexpr int kThreads = 12, kRounds = 150;
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRounds; ++r) {
+        int fd = mknet_socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) {
+          ++failed;
+          continue;
+        }
+        const int idle = 1 + t * 1000 + r;
+        int got = 0;
+        socklen_t len = sizeof got;
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(20000 + t * kRounds + r));
+        sockaddr_in b{};
+        socklen_t blen = sizeof b;
+        if (mknet_setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0 ||
+            mknet_getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &got, &len) != 0 ||
+            mknet_bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+            mknet_getsockname(fd, reinterpret_cast<sockaddr*>(&b), &blen) != 0) {
+          ++failed;
+        } else if (got != idle || b.sin_port != a.sin_port) {
+          ++wrong;
+        }
+        mknet_close(fd);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0) << "answers went to the wrong caller";
+  // Every socket was closed (posted closes): none is left in the stack.
+  EXPECT_TRUE(tb_.waitCounter("sockets", 0, 5s)) << "sockets=" << tb_.counter("sockets").value_or(~0ull);
 }
 
 TEST_F(SocketApi, PollMixesMknetSocketsAndKernelFds) {
