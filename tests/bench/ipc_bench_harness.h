@@ -276,6 +276,17 @@ struct alignas(kCacheLine) BenchControl {
 };
 static_assert(sizeof(BenchControl) == 3 * kCacheLine);
 
+// A throughput peer's look at the clock and the stop flag, every 256th round
+// of its loop: its exit code once the parent said stop (0) or `end` passed
+// without that (1), nothing while it should go on.
+inline std::optional<int> peerShouldEnd(const BenchControl& c, uint64_t iter, Clock::time_point end,
+                                        const char* what) {
+  if ((iter & 255) != 0) return std::nullopt;
+  if (c.stop.load(std::memory_order_relaxed) != 0) return 0;
+  if (Clock::now() >= end) return peerFail(what, "never told to stop");
+  return std::nullopt;
+}
+
 // Sizes of one run's region; both sides use the same compiled constants, so
 // each validates the region against its own configuration.
 struct Layout {

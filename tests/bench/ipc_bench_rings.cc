@@ -38,10 +38,7 @@ int ringTpPeer(UniqueFd fd, Clock::duration runLimit) {
     if (!n) return peerFail(what, n.error().message());
     at += *n;
     if (*n == 0) Doorbell::cpuRelax();
-    if ((iter & 255) == 0) {
-      if (b->control->stop.load(std::memory_order_relaxed) != 0) return 0;
-      if (Clock::now() >= end) return peerFail(what, "never told to stop");
-    }
+    if (auto rc = peerShouldEnd(*b->control, iter, end, what)) return *rc;
   }
 }
 
@@ -147,10 +144,7 @@ int poolTpPeer(UniqueFd fd, Clock::duration runLimit) {
       if (*k == 0 && !spin.keepGoing()) return peerFail(what, "active ring stayed full");
     }
     if (*n == 0) Doorbell::cpuRelax();
-    if ((iter & 255) == 0) {
-      if (b->control->stop.load(std::memory_order_relaxed) != 0) return 0;
-      if (Clock::now() >= end) return peerFail(what, "never told to stop");
-    }
+    if (auto rc = peerShouldEnd(*b->control, iter, end, what)) return *rc;
   }
 }
 
