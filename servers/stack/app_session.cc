@@ -226,6 +226,9 @@ uint32_t AppSession::takeNotifications(uint32_t budget) {
         ++counters_.badNotify;  // no well-behaved library names a slot that doesn't exist
         continue;
       }
+      // The app is gone: its open sockets are about to be reset, and a closed
+      // one's close pumps it anyway, so new data is not moved into lwIP.
+      if (gone_) continue;
       if (use_[n.slot] == SlotUse::kFree || !sockets_[n.slot] ||
           n.generation != region_.status(n.slot)->generation.load(std::memory_order_relaxed)) {
         // Stale: the app closed the socket (and the slot may be reused)
