@@ -14,7 +14,7 @@
 
 namespace mknet::ipc {
 
-inline constexpr uint32_t kSessionContentVersion = 5;
+inline constexpr uint32_t kSessionContentVersion = 6;
 
 struct SessionConfig {
   uint32_t maxSockets = 256;        // socket slots per app
@@ -179,14 +179,29 @@ struct alignas(kCacheLine) SessionHeader {
   // requests. Only processes that mapped the session (the app and its
   // forked children) can know it.
   uint64_t token;
-  // Stack: bumped several times per round of its loop while it runs (working
-  // or spinning), never while it sleeps or waits for a CPU. An app thread
-  // spinning for the stack stops spinning when this stands still: the stack
-  // is then asleep (it will ring) or off its CPU, and the spin would only
-  // take CPU time the stack may need (ClientSession::wait). Own cache line:
+  // Stack: makeBeat(round, cpu), written several times per round of its loop
+  // while it runs (working or spinning), never while it sleeps or waits for
+  // a CPU. An app thread spinning for the stack stops spinning when this
+  // stands still and names the app thread's own CPU: the stack is then
+  // asleep (it will ring) or waiting for that CPU, and the spin would only
+  // take CPU time the stack may need (client::StackWatch). Own cache line:
   // the stack writes it constantly.
   alignas(kCacheLine) std::atomic<uint64_t> stackBeat;
 };
+
+// SessionHeader::stackBeat: the stack's round counter above the CPU it last
+// ran on (kBeatNoCpu: not known).
+inline constexpr unsigned kBeatCpuBits = 16;
+inline constexpr uint64_t kBeatNoCpu = (uint64_t{1} << kBeatCpuBits) - 1;
+inline constexpr uint64_t makeBeat(uint64_t round, int cpu) {
+  const uint64_t c = cpu < 0 || static_cast<uint64_t>(cpu) >= kBeatNoCpu ? kBeatNoCpu : static_cast<uint64_t>(cpu);
+  return (round << kBeatCpuBits) | c;
+}
+// The CPU a beat names, or -1.
+inline constexpr int beatCpu(uint64_t beat) {
+  const uint64_t c = beat & kBeatNoCpu;
+  return c == kBeatNoCpu ? -1 : static_cast<int>(c);
+}
 
 // What a stack hands an app for a session: the region, its layout, and the
 // two doorbells (over Cap'n Proto between processes, directly within one).

@@ -21,20 +21,46 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 TEST(StackWatchTest, StallsOnlyAfterTheBeatStoodStillForKStall) {
-  std::atomic<uint64_t> beat{41};
+  constexpr int kCpu = 3;
+  std::atomic<uint64_t> beat{ipc::makeBeat(41, kCpu)};
   const Clock::time_point t0 = Clock::now();
   StackWatch w(&beat, t0);
-  EXPECT_FALSE(w.stalled(t0));
-  EXPECT_FALSE(w.stalled(t0 + StackWatch::kStall - 1us));
-  EXPECT_TRUE(w.stalled(t0 + StackWatch::kStall));
+  EXPECT_FALSE(w.stalled(t0, kCpu));
+  EXPECT_FALSE(w.stalled(t0 + StackWatch::kStall - 1us, kCpu));
+  EXPECT_TRUE(w.stalled(t0 + StackWatch::kStall, kCpu));
   // A beat restarts the clock from when it was seen.
-  beat.store(42);
+  beat.store(ipc::makeBeat(42, kCpu));
   const Clock::time_point t1 = t0 + StackWatch::kStall + 5us;
-  EXPECT_FALSE(w.stalled(t1));
-  EXPECT_FALSE(w.stalled(t1 + StackWatch::kStall - 1us));
-  beat.store(43);
-  EXPECT_FALSE(w.stalled(t1 + StackWatch::kStall));  // moved again: not stalled
-  EXPECT_TRUE(w.stalled(t1 + 2 * StackWatch::kStall));
+  EXPECT_FALSE(w.stalled(t1, kCpu));
+  EXPECT_FALSE(w.stalled(t1 + StackWatch::kStall - 1us, kCpu));
+  beat.store(ipc::makeBeat(43, kCpu));
+  EXPECT_FALSE(w.stalled(t1 + StackWatch::kStall, kCpu));  // moved again: not stalled
+  EXPECT_TRUE(w.stalled(t1 + 2 * StackWatch::kStall, kCpu));
+}
+
+// The beat's CPU: a stack standing still on another CPU is not waiting for
+// ours, so that is no stall; an unknown CPU on either side counts as ours.
+TEST(StackWatchTest, AStackStandingStillOnAnotherCpuIsNoStall) {
+  std::atomic<uint64_t> beat{ipc::makeBeat(9, 1)};
+  const Clock::time_point t0 = Clock::now();
+  StackWatch w(&beat, t0);
+  const Clock::time_point late = t0 + 10 * StackWatch::kStall;
+  EXPECT_FALSE(w.stalled(late, 0));
+  EXPECT_FALSE(w.stalled(late, 2));
+  EXPECT_TRUE(w.stalled(late, 1));
+  EXPECT_TRUE(w.stalled(late, -1));
+  beat.store(ipc::makeBeat(10, -1));
+  EXPECT_FALSE(w.stalled(late, 0));  // moved
+  EXPECT_TRUE(w.stalled(late + StackWatch::kStall, 0));
+}
+
+TEST(StackWatchTest, BeatKeepsRoundAndCpuApart) {
+  EXPECT_EQ(ipc::beatCpu(ipc::makeBeat(5, 0)), 0);
+  EXPECT_EQ(ipc::beatCpu(ipc::makeBeat(5, 17)), 17);
+  EXPECT_EQ(ipc::beatCpu(ipc::makeBeat(5, -1)), -1);
+  EXPECT_EQ(ipc::beatCpu(ipc::makeBeat(5, 1 << 20)), -1);  // beyond the field: unknown
+  EXPECT_EQ(ipc::makeBeat(5, 17) >> ipc::kBeatCpuBits, 5u);
+  EXPECT_NE(ipc::makeBeat(5, 17), ipc::makeBeat(6, 17));
 }
 
 // Spin: over once the deadline, spinTime() or (with a heartbeat) a stall of
@@ -49,14 +75,24 @@ TEST(StackWatchTest, SpinEndsAtTheFirstOfDeadlineSpinTimeAndStall) {
   EXPECT_GE(Clock::now() - t0, spinTime());
   EXPECT_GT(rounds, 0);
 
-  std::atomic<uint64_t> still{7};
+  // A beat standing still on an unknown CPU: a stall wherever we run.
+  std::atomic<uint64_t> still{ipc::makeBeat(7, -1)};
   t0 = Clock::now();
   Spin stalled(&still);
   while (stalled.again()) {
   }
   auto took = Clock::now() - t0;
   EXPECT_GE(took, StackWatch::kStall);
-  EXPECT_EQ(still.load(), 7u);
+  EXPECT_EQ(still.load(), ipc::makeBeat(7, -1));
+
+  // Standing still on a CPU that is not ours (no machine has this many):
+  // the spin runs its full time.
+  std::atomic<uint64_t> elsewhere{ipc::makeBeat(7, 60000)};
+  t0 = Clock::now();
+  Spin away(&elsewhere);
+  while (away.again()) {
+  }
+  EXPECT_GE(Clock::now() - t0, spinTime());
 
   // A beat that keeps moving: the spin runs its full time.
   std::atomic<uint64_t> moving{0};
