@@ -81,8 +81,15 @@ class FakeNic final : public NicDevice {
     [[maybe_unused]] ssize_t n = ::write(efd_.get(), &one, sizeof one);
   }
 
+  // The device calls in order: 'r' per readFrame, 'w' per write.
+  std::string calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
   Result<RxFrame> readFrame(std::span<std::byte> buf) override {
     std::lock_guard lock(mu_);
+    calls_ += 'r';
     if (readsFail_) return makeError(EBADFD, "fake device gone");
     if (rx_.empty()) return RxFrame{};
     auto [f, offload] = std::move(rx_.front());
@@ -106,6 +113,7 @@ class FakeNic final : public NicDevice {
   Result<bool> writeGather(std::span<const std::span<const std::byte>> pieces,
                            const FrameOffload& offload) override {
     std::lock_guard lock(mu_);
+    calls_ += 'w';
     size_t attempt = attempts_++;
     if (eagainAt_.count(attempt) != 0) return false;
     if (failAt_.count(attempt) != 0) return makeError(EINVAL, "fake write refused");
@@ -138,6 +146,7 @@ class FakeNic final : public NicDevice {
   std::mutex mu_;
   ipc::UniqueFd efd_;  // readable while rx_ is non-empty (or reads fail)
   std::deque<std::pair<Frame, FrameOffload>> rx_;
+  std::string calls_;
   Frame overflow_;  // the part of the last frame read that did not fit the buffer
   std::vector<Frame> written_;
   std::vector<FrameOffload> writtenOffload_;
