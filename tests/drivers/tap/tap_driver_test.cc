@@ -471,6 +471,7 @@ TEST_F(TapDriverTest, SleepsAndWakesOnDoorbells) {
     ASSERT_TRUE(waitFor([&] { return txReturned_.size() == 1; })) << "round " << s;
     txReturned_.clear();
     waitUntilRxFreeTaken();
+    std::this_thread::sleep_for(200us);  // asleep again (it yields after sending)
     nic_.inject(patternFrame(70, s + 1000));
     ASSERT_TRUE(waitFor([&] { return received_.size() == s + 1; })) << "round " << s;
     giveRx(receivedIndex_);
