@@ -363,11 +363,17 @@ class TcpSocket final : public EngineSocket {
   // Before tcp_close(): lwIP resets (RST) a connection closed while its
   // rcv_wnd is not TCP_WND, taking that as data the app never read — which
   // is what Linux does too. Put rcv_wnd where lwIP expects it when all was
-  // read, and below it when not.
+  // read, and below it when not. "All read" is our own count (every byte
+  // delivered to the ring consumed), not rcv_wnd == maxWindow(): lwIP gives
+  // back the sequence number a FIN takes from rcv_wnd only if rcv_wnd is not
+  // TCP_WND at that moment, and a widened window can be exactly there (a
+  // FIN behind maxWindow() - 64 KiB of unread bytes), which left it one
+  // short for good and turned the close of a fully read stream into a RST.
   void unwidenWindow() {
     if (!wide_) return;
+    releaseWindow();
     const tcpwnd_size_t full = TCP_WND_MAX(pcb_);
-    pcb_->rcv_wnd = pcb_->rcv_wnd >= maxWindow() ? full : full - 1;
+    pcb_->rcv_wnd = recved_ == delivered_ ? full : full - 1;
     wide_ = false;
   }
 

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <vector>
 
+#include "mknet/mknet.h"
 #include "tests/integration/testbed.h"
 
 namespace mknet::itest {
@@ -134,6 +135,77 @@ TEST(WindowScale, PassiveOpenOnMknet) {
   const Seen s = sendAndWatch(fd);
   ::close(fd);
   expectDone(tb, sink, "mode=sink", s, "Linux connects");
+}
+
+// A stream that ends (FIN) behind exactly kRing - 64 KiB unread bytes: the
+// FIN leaves rcv_wnd at lwIP's TCP_WND, where lwIP does not give back the
+// sequence number the FIN took. The app (this process, on libmknet) reads
+// everything only after the FIN is in, answers, and closes: Linux must get
+// the whole answer and a FIN, not a reset for "unread data".
+TEST(WindowScale, FinAtTheWindowEdgeStillClosesWithAFin) {
+  Testbed tb;
+  ASSERT_TRUE(tb.ok()) << tb.error();
+  setenv("MKNET_STACK_SOCKET", tb.stackSocket().c_str(), 1);  // read once, at this process's first call
+  const int l = tb.socketInNs(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(l, 0) << std::strerror(errno);
+  const sockaddr_in a = endpoint(tb.linuxIp(), 5303);
+  ASSERT_EQ(::bind(l, reinterpret_cast<const sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(l, 1), 0) << std::strerror(errno);
+  const int m = mknet_socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(m, 0) << std::strerror(errno);
+  ASSERT_EQ(mknet_connect(m, reinterpret_cast<const sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  const int fd = ::accept(l, nullptr, nullptr);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+  constexpr size_t kIn = kRing - 65536, kOut = 100 * 1024;
+  std::vector<char> in(kIn);
+  for (size_t i = 0; i < kIn; ++i) in[i] = static_cast<char>(i * 13 + 5);
+  ASSERT_EQ(::send(fd, in.data(), kIn, MSG_NOSIGNAL), static_cast<ssize_t>(kIn)) << std::strerror(errno);
+  ASSERT_EQ(::shutdown(fd, SHUT_WR), 0);
+  // Wait for the FIN without reading a byte.
+  pollfd p{m, POLLRDHUP, 0};
+  ASSERT_EQ(mknet_poll(&p, 1, 10000), 1) << "no FIN seen";
+  ASSERT_NE(p.revents & POLLRDHUP, 0);
+
+  std::vector<char> got(kIn + 1);
+  size_t have = 0;
+  for (;;) {
+    const ssize_t r = mknet_recv(m, got.data() + have, got.size() - have, 0);
+    ASSERT_GE(r, 0) << std::strerror(errno);
+    if (r == 0) break;
+    have += static_cast<size_t>(r);
+  }
+  ASSERT_EQ(have, kIn);
+  EXPECT_EQ(std::memcmp(got.data(), in.data(), kIn), 0);
+
+  std::vector<char> out(kOut);
+  for (size_t i = 0; i < kOut; ++i) out[i] = static_cast<char>(i * 7 + 3);
+  for (size_t sent = 0; sent < kOut;) {
+    const ssize_t w = mknet_send(m, out.data() + sent, kOut - sent, MSG_NOSIGNAL);
+    ASSERT_GT(w, 0) << std::strerror(errno);
+    sent += static_cast<size_t>(w);
+  }
+  ASSERT_EQ(mknet_close(m), 0);
+
+  std::vector<char> back(kOut + 1);
+  size_t n = 0;
+  int err = 0;
+  for (;;) {
+    const ssize_t r = ::recv(fd, back.data() + n, back.size() - n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) err = errno;
+    if (r <= 0) break;
+    n += static_cast<size_t>(r);
+  }
+  EXPECT_EQ(err, 0) << std::strerror(err) << " after " << n << " of " << kOut << " bytes";
+  ASSERT_EQ(n, kOut);
+  EXPECT_EQ(std::memcmp(back.data(), out.data(), kOut), 0);
+  ::close(fd);
+  ::close(l);
+  EXPECT_TRUE(tb.waitCounter("sockets", 0, 5s)) << "the closed socket is still held";
+  EXPECT_EQ(tb.peerFaults(), "");
 }
 
 }  // namespace
