@@ -39,6 +39,7 @@ METRICS = [
     ("rtt_1b_us_p50", "1-byte TCP RTT p50, us", "{:.1f}"),
     ("rtt_1b_us_p99", "1-byte TCP RTT p99, us", "{:.1f}"),
     ("rtt_1b_us_p999", "1-byte TCP RTT p99.9, us", "{:.1f}"),
+    ("rtt_1b_same_cpu", "1-byte RTT: app and peer seen on one CPU (fraction)", "{:.2f}"),
     ("tps_64b_c1", "64-byte req/resp, 1 conn, trans/s", "{:.0f}"),
     ("tps_64b_c16", "64-byte req/resp, 16 conns, trans/s", "{:.0f}"),
     ("tps_64b_c64", "64-byte req/resp, 64 conns, trans/s", "{:.0f}"),
@@ -59,6 +60,9 @@ METRICS = [
     ("cpu_s_per_mtx_udp_64", "CPU s per M datagrams received, UDP 64 B", "{:.1f}"),
     ("cpu_s_per_mtx_udp_1472", "CPU s per M datagrams received, UDP 1472 B", "{:.1f}"),
 ]
+
+# Facts about a run rather than results: no ratio columns.
+NO_RATIO = {"rtt_1b_same_cpu"}
 
 # Workload sizes. --quick must finish in under 2 minutes for all three
 # architectures; the full run in about 10 (RTT: >= 100k round trips, p99.9
@@ -115,6 +119,34 @@ def proc_cpu(pid):
     # Field 2 (comm) may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rfind(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of the line
+
+
+def proc_cpu_now(pid):
+    """The CPU a process (its main thread) last ran on; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[36])  # field 39, processor
+    except (IndexError, ValueError):
+        return None
+
+
+def same_cpu_while(proc, other, timeout, period=0.02):
+    """Until proc ends (at most timeout s), samples every period s which CPU proc and other last
+    ran on; returns the fraction of samples that found them on the same one (None: none taken).
+    The kernel's own round trip is 15 us with its two ends on one CPU here and ~60 us on two."""
+    same = total = 0
+    deadline = time.monotonic() + timeout
+    while not proc.wait(period) and time.monotonic() < deadline:
+        a, b = proc_cpu_now(proc.pid), proc_cpu_now(other.pid)
+        if a is not None and b is not None:
+            total += 1
+            same += a == b
+    return same / total if total else None
 
 
 class Proc:
@@ -399,6 +431,7 @@ class Bench:
         self.results = {a: {} for a in ARCHS}
         self.cpu_detail = {a: {} for a in ARCHS}
         self.notes = []
+        self.same_cpu = None  # set by pair(..., placement=True)
         self.current = None
 
     def exe(self, name):
@@ -406,11 +439,12 @@ class Bench:
 
     # ------------------------------------------------------------ one workload
 
-    def pair(self, arch, label, server, client, timeout, server_exits=False):
+    def pair(self, arch, label, server, client, timeout, server_exits=False, placement=False):
         """Starts server = (side, app, args), waits for its listen= line, runs client = (side, app,
         args) to its end; stops the server (or, with server_exits, waits for it to finish by
         itself). side is 'app' or 'peer'. Returns (client kv, server kv, cpu seconds of every
-        process involved) or raises RuntimeError."""
+        process involved) or raises RuntimeError. With placement, self.same_cpu becomes the
+        fraction of 20-ms samples that found client and server on one CPU (None: no sample)."""
         def start(side, app, args, what):
             cmd = arch.app_cmd(app, args) if side == "app" else arch.peer_cmd(app, args)
             env = arch.app_env() if side == "app" else None
@@ -424,6 +458,9 @@ class Bench:
             if not srv.wait_for_output("listen=", 15):
                 raise RuntimeError(f"server did not start: {' '.join(srv.argv)}\n{srv.output()[-600:]}")
             cli = start(*client, "client")
+            self.same_cpu = None
+            if placement:
+                self.same_cpu = same_cpu_while(cli, srv, timeout)
             if not cli.wait(timeout):
                 cli.stop()
                 raise RuntimeError(f"client did not finish in {timeout} s: {' '.join(cli.argv)}")
@@ -492,9 +529,10 @@ class Bench:
                                   ("app", "mknet-rtt", ["client", "--connect", f"{peer}:5003", "--size", "1",
                                                         "--count", str(p["rtt_count"]), "--warmup",
                                                         str(p["rtt_warmup"])]),
-                                  180)
+                                  180, placement=True)
             R["rtt_1b_us_p50"], R["rtt_1b_us_p99"], R["rtt_1b_us_p999"] = (
                 num(c, "p50_us"), num(c, "p99_us"), num(c, "p999_us"))
+            R["rtt_1b_same_cpu"] = self.same_cpu
             n = num(c, "count")
             R["cpu_s_per_mtx_rtt_1b"] = per(cpu, n + p["rtt_warmup"] if n else None, 1e6)
 
@@ -623,7 +661,7 @@ class Bench:
                 continue  # a workload --workloads left out
 
             def ratio(a, b):
-                return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+                return "-" if a is None or b is None or b == 0 or key in NO_RATIO else f"{a / b:.2f}"
             rows.append(f"| {label} | {self.fmt(k, f)} | {self.fmt(s, f)} | {self.fmt(m, f)} | "
                         f"{ratio(m, s)} | {ratio(m, k)} |")
         return "\n".join(rows)

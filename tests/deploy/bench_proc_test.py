@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Unit tests of deploy/bench.py: its Proc, and its CPU-list parser. Proc: a workload's log is shared by the rounds of
+"""Unit tests of deploy/bench.py: its Proc, its CPU-list parser, and its placement sampling. Proc: a workload's log is shared by the rounds of
 `bench --runs N` and appended to, so what a Proc reads must be only what its own
 process wrote. (It once read the whole file: round 2's wait_for_output("listen=")
 matched round 1's line, the client started before the mknet server listened, and
@@ -62,6 +62,43 @@ class CpuListTest(unittest.TestCase):
     def test_malformed_is_empty(self):
         for bad in ("", "a", "1-", "-1", "3-1", "0,,1", "0;1", "1.5"):
             self.assertEqual(bench.parse_cpu_list(bad), set(), bad)
+
+
+class PlacementTest(unittest.TestCase):
+    """proc_cpu_now reads the CPU a process last ran on; same_cpu_while samples two of them."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="mknet-bench-placement-test.")
+
+    def tearDown(self):
+        for p in list(bench.Proc.live.values()):
+            p.stop(grace=1)
+        self.dir.cleanup()
+
+    def pinned(self, cpu, seconds, name):
+        return bench.Proc(["taskset", "-c", str(cpu), "sh", "-c", f"sleep {seconds}"],
+                          os.path.join(self.dir.name, name))
+
+    def test_cpu_of_a_pinned_process(self):
+        p = self.pinned(0, 5, "a.log")
+        deadline = bench.time.monotonic() + 5
+        while bench.proc_cpu_now(p.pid) != 0 and bench.time.monotonic() < deadline:
+            bench.time.sleep(0.01)  # until taskset has exec'd sh on CPU 0
+        self.assertEqual(bench.proc_cpu_now(p.pid), 0)
+        p.stop()
+        self.assertIsNone(bench.proc_cpu_now(p.pid))
+        self.assertIn(bench.proc_cpu_now(os.getpid()), range(os.cpu_count()))
+
+    @unittest.skipIf(os.cpu_count() < 2, "needs two CPUs")
+    def test_same_cpu_fraction(self):
+        a, b, c = self.pinned(0, 0.6, "a.log"), self.pinned(0, 5, "b.log"), self.pinned(1, 5, "c.log")
+        bench.time.sleep(0.1)  # all three have exec'd on their CPUs
+        self.assertEqual(bench.same_cpu_while(a, b, 5), 1.0)
+        d = self.pinned(0, 0.6, "d.log")
+        bench.time.sleep(0.1)
+        self.assertEqual(bench.same_cpu_while(d, c, 5), 0.0)
+        # A process that has ended: no sample at all.
+        self.assertIsNone(bench.same_cpu_while(a, b, 5))
 
 
 if __name__ == "__main__":
