@@ -109,28 +109,28 @@ def num(d, key):
         return None
 
 
-def proc_cpu(pid):
-    """utime + stime of a live process (all its threads), in seconds; None if it is gone."""
+def proc_stat_fields(pid):
+    """The fields of /proc/PID/stat from field 3 (state) on; None if the process is gone.
+    Field 2 (comm) may hold spaces and parentheses: the split is after the last ')'."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
         return None
-    # Field 2 (comm) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of the line
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def proc_cpu(pid):
+    """utime + stime of a live process (all its threads), in seconds; None if it is gone."""
+    fields = proc_stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15
 
 
 def proc_cpu_now(pid):
     """The CPU a process (its main thread) last ran on; None if it is gone."""
+    fields = proc_stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    try:
-        return int(fields[36])  # field 39, processor
+        return None if fields is None else int(fields[36])  # field 39, processor
     except (IndexError, ValueError):
         return None
 
