@@ -42,21 +42,30 @@ int ringTpPeer(UniqueFd fd, Clock::duration runLimit) {
   }
 }
 
+// Pins this thread to cpus.a, starts a throughput peer on cpus.b over the
+// region (it gets its own fd of the memory and the run's time limit), and
+// waits until the peer says it is ready.
+Result<Peer> startThroughputPeer(const char* what, BenchRegion& b, const Cpus& cpus, const Budget& bud,
+                                 int (*body)(UniqueFd, Clock::duration)) {
+  auto fd = b.region.dupFd();
+  if (!fd) return fd.error();
+  if (auto r = pinTo(cpus.a); !r) return r.error();
+  const auto peerLimit = bud.throughputTime + 2 * kStallLimit + 5s;
+  auto peer = Peer::start(what, *cpus.b, [&] { return body(UniqueFd(fd->release()), peerLimit); });
+  if (!peer) return peer.error();
+  fd->reset();
+  if (auto r = awaitPeerReady(b.control, *peer); !r) return r.error();
+  return std::move(*peer);
+}
+
 }  // namespace
 
 Result<Throughput> ringThroughput(const Cpus& cpus, const Budget& bud) {
   const Layout l{0, kTpRingCap, 0};
   auto b = BenchRegion::create(l);
   if (!b) return b.error();
-  auto fd = b->region.dupFd();
-  if (!fd) return fd.error();
-  if (auto r = pinTo(cpus.a); !r) return r.error();
-  const auto peerLimit = bud.throughputTime + 2 * kStallLimit + 5s;
-  auto peer = Peer::start("ring throughput", *cpus.b,
-                          [&] { return ringTpPeer(UniqueFd(fd->release()), peerLimit); });
+  auto peer = startThroughputPeer("ring throughput", *b, cpus, bud, ringTpPeer);
   if (!peer) return peer.error();
-  fd->reset();
-  if (auto r = awaitPeerReady(b->control, *peer); !r) return r.error();
 
   DescriptorConsumer in(b->toOwner, kTpRingCap);
   std::array<Descriptor, kBurst> burst;
@@ -160,15 +169,8 @@ Result<PoolResult> poolThroughput(const Cpus& cpus, const Budget& bud) {
     auto k = freeOut.push(Descriptor{i, 0, 0, 0});
     if (!k || *k != 1) return makeError(0, "pool throughput: cannot fill the free ring");
   }
-  auto fd = b->region.dupFd();
-  if (!fd) return fd.error();
-  if (auto r = pinTo(cpus.a); !r) return r.error();
-  const auto peerLimit = bud.throughputTime + 2 * kStallLimit + 5s;
-  auto peer = Peer::start("pool throughput", *cpus.b,
-                          [&] { return poolTpPeer(UniqueFd(fd->release()), peerLimit); });
+  auto peer = startThroughputPeer("pool throughput", *b, cpus, bud, poolTpPeer);
   if (!peer) return peer.error();
-  fd->reset();
-  if (auto r = awaitPeerReady(b->control, *peer); !r) return r.error();
 
   DescriptorConsumer active(b->toOwner, kActiveCap);
   std::vector<std::byte> socketRing(kSocketRingBytes, std::byte{0});
